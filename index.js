@@ -1,0 +1,149 @@
+'use strict'
+// The JS side of kavachos-stripe: adapts Fetch `Request`/`Response` to the
+// native core and rebuilds its errors as `Error` objects. Everything that
+// decides anything lives in Rust (src/).
+
+const native = require('./binding.js')
+
+/** An error Stripe answered with (a 4xx/5xx from its API). */
+class StripeApiError extends Error {
+  constructor(message, details) {
+    super(message)
+    this.name = 'StripeApiError'
+    this.code = details.code ?? 'stripe_api_error'
+    this.type = details.type
+    this.param = details.param ?? undefined
+    this.declineCode = details.declineCode ?? undefined
+    this.statusCode = details.statusCode
+    this.requestId = details.requestId ?? undefined
+  }
+}
+
+// Native failures arrive as an Error whose message is `{ code, message, stripe? }`.
+function rebuildError(error) {
+  let document
+  try {
+    document = JSON.parse(error.message)
+  } catch {
+    return error
+  }
+  if (!document || typeof document.code !== 'string') return error
+  const rebuilt = document.stripe
+    ? new StripeApiError(document.message, { ...document.stripe, code: document.code })
+    : Object.assign(new Error(document.message), { code: document.code })
+  return rebuilt
+}
+
+function callSync(fn) {
+  try {
+    return fn()
+  } catch (error) {
+    throw rebuildError(error)
+  }
+}
+
+async function callAsync(fn) {
+  try {
+    return await fn()
+  } catch (error) {
+    throw rebuildError(error)
+  }
+}
+
+async function readBody(request, limit) {
+  const declared = Number(request.headers.get('content-length'))
+  if (request.body === null) return { body: Buffer.alloc(0), bodyTooLarge: false }
+  if (Number.isFinite(declared) && declared > limit) {
+    await request.body.cancel().catch(() => {})
+    return { body: Buffer.alloc(0), bodyTooLarge: true }
+  }
+  const reader = request.body.getReader()
+  const chunks = []
+  let total = 0
+  for (;;) {
+    const { done, value } = await reader.read()
+    if (done) break
+    total += value.byteLength
+    if (total > limit) {
+      await reader.cancel().catch(() => {})
+      return { body: Buffer.alloc(0), bodyTooLarge: true }
+    }
+    chunks.push(value)
+  }
+  return { body: Buffer.concat(chunks, total), bodyTooLarge: false }
+}
+
+async function toNativeRequest(request, endpoint) {
+  const { body, bodyTooLarge } = await readBody(request, endpoint.bodyLimit)
+  return { url: request.url, headers: [...request.headers], body, bodyTooLarge }
+}
+
+function toResponse(reply) {
+  return new Response(reply.body, { status: reply.status, headers: reply.headers })
+}
+
+async function handleEndpoint(billing, endpoint, request, resolveUser) {
+  const user = endpoint.requireAuth ? await resolveUser(request) : null
+  const nativeRequest = await toNativeRequest(request, endpoint)
+  const reply = await callAsync(() => billing.handle(endpoint.path, nativeRequest, user?.id ?? null))
+  return toResponse(reply)
+}
+
+function billingApi(billing) {
+  return {
+    createCustomer: (userId, email, name) => callAsync(() => billing.createCustomer(userId, email, name)),
+    getCustomerId: (userId) => callAsync(() => billing.getCustomerId(userId)),
+    createCheckoutSession: (userId, priceId, options) =>
+      callAsync(() => billing.createCheckoutSession(userId, priceId, options)),
+    createPortalSession: async (userId, returnUrl) => ({
+      url: await callAsync(() => billing.createPortalSession(userId, returnUrl)),
+    }),
+    getSubscription: async (userId) => (await callAsync(() => billing.getSubscription(userId))) ?? null,
+    close: () => callAsync(() => billing.close()),
+  }
+}
+
+/** The kavachOS plugin: `createKavach({ plugins: [stripe({...})] })`. */
+function stripe(options) {
+  const config = callSync(() => native.parseOptions(options, false))
+  return {
+    id: 'kavach-stripe',
+    async init(ctx) {
+      const billing = await callAsync(() => config.open(ctx.config ? ctx.config.database : undefined))
+      for (const endpoint of billing.endpoints()) {
+        ctx.addEndpoint({
+          method: endpoint.method,
+          path: endpoint.path,
+          metadata: { requireAuth: endpoint.requireAuth, description: endpoint.description },
+          handler: (request, endpointCtx) =>
+            handleEndpoint(billing, endpoint, request, (r) => endpointCtx.getUser(r)),
+        })
+      }
+      return { context: { stripe: billingApi(billing) } }
+    },
+  }
+}
+
+/** The same billing without kavachOS: mount `handleRequest` in any framework. */
+async function createStripeBilling(options) {
+  const config = callSync(() => native.parseOptions(options, true))
+  const billing = await callAsync(() => config.open(undefined))
+  const endpoints = new Map(billing.endpoints().map((endpoint) => [endpoint.path, endpoint]))
+  const resolveUser = options.auth ? (request) => options.auth(request) : async () => null
+  return {
+    ...billingApi(billing),
+    upsertUser: (user) => callAsync(() => billing.upsertUser(user.id, user.email, user.name)),
+    async handleRequest(request, basePath = '') {
+      const path = native.matchRoute(request.method, new URL(request.url).pathname, basePath)
+      if (path === null) return null
+      return handleEndpoint(billing, endpoints.get(path), request, resolveUser)
+    },
+  }
+}
+
+/** Verifies a webhook and returns the event: a drop-in for the SDK's `constructEvent`. */
+function constructEvent(payload, header, secret, tolerance) {
+  return callSync(() => native.constructEvent(payload, header, secret, tolerance))
+}
+
+module.exports = { stripe, createStripeBilling, constructEvent, StripeApiError }

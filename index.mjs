@@ -1,0 +1,4 @@
+import kavachosStripe from './index.js'
+
+export const { stripe, createStripeBilling, constructEvent, StripeApiError } = kavachosStripe
+export default kavachosStripe

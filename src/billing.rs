@@ -1,0 +1,371 @@
+//! The billing service: the operations behind `api` and the endpoints, on top
+//! of the store and the Stripe client.
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::config::{is_stripe_id, BillingConfig, USER_ID_METADATA_KEY};
+use crate::error::{BillingError, BillingResult};
+use crate::origin::parse_http_url;
+use crate::store::{DatabaseOptions, DatabaseSource, Store, UserRecord};
+use crate::stripe::{derived_idempotency_key, random_idempotency_key, FormBody, StripeClient};
+use crate::webhook::EventEnvelope;
+
+/// Paths appended to `baseUrl` (or the request's origin) when a checkout is
+/// created without explicit redirect URLs.
+pub const DEFAULT_SUCCESS_PATH: &str = "/billing/success?session_id={CHECKOUT_SESSION_ID}";
+pub const DEFAULT_CANCEL_PATH: &str = "/billing/cancel";
+
+/// Statuses under which a subscription still counts as the user's current one.
+pub const LIVE_STATUSES: [&str; 6] = [
+    "trialing",
+    "active",
+    "past_due",
+    "unpaid",
+    "paused",
+    "incomplete",
+];
+
+/// The user's subscription as projected onto `kavach_users`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SubscriptionView {
+    pub id: String,
+    pub status: String,
+    pub price_id: Option<String>,
+    /// Unix seconds.
+    pub current_period_end: Option<i64>,
+    pub cancel_at_period_end: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckoutSession {
+    pub url: String,
+    pub session_id: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CheckoutOptions {
+    pub success_url: Option<String>,
+    pub cancel_url: Option<String>,
+    pub trial_days: Option<u32>,
+    pub metadata: Vec<(String, String)>,
+}
+
+pub struct BillingService {
+    config: BillingConfig,
+    store: Store,
+    stripe: StripeClient,
+}
+
+impl BillingService {
+    /// Connects to the database, runs the migrations and builds the client.
+    pub async fn open(
+        config: BillingConfig,
+        database: &DatabaseOptions,
+        source: DatabaseSource,
+    ) -> BillingResult<Self> {
+        let target = database.target(source)?;
+        let stripe = StripeClient::new(&config)?;
+        let store = Store::connect(&target).await?;
+        if let Err(error) = store.migrate().await {
+            store.close().await;
+            return Err(error);
+        }
+        Ok(Self {
+            config,
+            store,
+            stripe,
+        })
+    }
+
+    pub fn config(&self) -> &BillingConfig {
+        &self.config
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    fn ensure_open(&self) -> BillingResult<()> {
+        if self.store.is_closed() {
+            Err(BillingError::Closed)
+        } else {
+            Ok(())
+        }
+    }
+
+    async fn user(&self, user_id: &str) -> BillingResult<UserRecord> {
+        self.ensure_open()?;
+        if user_id.is_empty() {
+            return Err(BillingError::UserNotFound(String::new()));
+        }
+        self.store
+            .find_user(user_id)
+            .await?
+            .ok_or_else(|| BillingError::UserNotFound(user_id.to_owned()))
+    }
+
+    pub async fn get_customer_id(&self, user_id: &str) -> BillingResult<Option<String>> {
+        Ok(self.user(user_id).await?.stripe_customer_id)
+    }
+
+    /// Creates the user's Stripe customer, or returns the one already linked.
+    pub async fn create_customer(
+        &self,
+        user_id: &str,
+        email: &str,
+        name: Option<&str>,
+    ) -> BillingResult<String> {
+        let user = self.user(user_id).await?;
+        if let Some(existing) = user.stripe_customer_id {
+            return Ok(existing);
+        }
+        if email.trim().is_empty() || !email.contains('@') {
+            return Err(BillingError::invalid_argument(
+                "email",
+                "must be an email address",
+            ));
+        }
+        self.create_customer_for(&user, email, name).await
+    }
+
+    async fn create_customer_for(
+        &self,
+        user: &UserRecord,
+        email: &str,
+        name: Option<&str>,
+    ) -> BillingResult<String> {
+        let mut form = FormBody::new();
+        form.push("email", email);
+        if let Some(name) = name.filter(|n| !n.is_empty()) {
+            form.push("name", name);
+        }
+        form.push(
+            format!("metadata[{USER_ID_METADATA_KEY}]"),
+            user.id.as_str(),
+        );
+        // Derived from the user and the parameters: concurrent calls for one
+        // user collapse into one customer, and a changed email is a new request.
+        let key = derived_idempotency_key("customer", &[&user.id, email, name.unwrap_or("")]);
+        let customer = self.stripe.post("/v1/customers", &form, &key).await?;
+        let customer_id = string_field(&customer, "id")?;
+        if self.store.link_customer(&user.id, &customer_id).await? {
+            return Ok(customer_id);
+        }
+        // Another request linked a customer first; that one is the user's.
+        self.store
+            .find_user(&user.id)
+            .await?
+            .and_then(|u| u.stripe_customer_id)
+            .ok_or_else(|| BillingError::UserNotFound(user.id.clone()))
+    }
+
+    pub async fn get_subscription(&self, user_id: &str) -> BillingResult<Option<SubscriptionView>> {
+        let user = self.user(user_id).await?;
+        Ok(subscription_view(&user))
+    }
+
+    pub async fn create_checkout_session(
+        &self,
+        user_id: &str,
+        price_id: &str,
+        options: &CheckoutOptions,
+    ) -> BillingResult<CheckoutSession> {
+        let user = self.user(user_id).await?;
+        let customer_id = match &user.stripe_customer_id {
+            Some(id) => id.clone(),
+            None if self.config.auto_create_customer => {
+                let name = user.name.clone();
+                self.create_customer_for(&user, &user.email.clone(), name.as_deref())
+                    .await?
+            }
+            None => return Err(BillingError::NoCustomer),
+        };
+        if !is_stripe_id(price_id) {
+            return Err(BillingError::invalid_argument(
+                "priceId",
+                "must be a Stripe price id",
+            ));
+        }
+        let success_url = self.redirect_url(
+            "successUrl",
+            options.success_url.as_deref(),
+            DEFAULT_SUCCESS_PATH,
+        )?;
+        let cancel_url = self.redirect_url(
+            "cancelUrl",
+            options.cancel_url.as_deref(),
+            DEFAULT_CANCEL_PATH,
+        )?;
+        if let Some(days) = options.trial_days {
+            if !(1..=730).contains(&days) {
+                return Err(BillingError::invalid_argument(
+                    "trialDays",
+                    "must be from 1 to 730",
+                ));
+            }
+        }
+        if options
+            .metadata
+            .iter()
+            .any(|(key, _)| key == USER_ID_METADATA_KEY)
+        {
+            return Err(BillingError::invalid_argument(
+                "metadata",
+                "kavach_user_id is set by kavachos-stripe itself",
+            ));
+        }
+        if subscription_view(&user).is_some_and(|s| LIVE_STATUSES.contains(&s.status.as_str())) {
+            return Err(BillingError::SubscriptionActive);
+        }
+
+        let mut form = FormBody::new();
+        form.push("mode", "subscription")
+            .push("customer", customer_id.as_str())
+            .push("client_reference_id", user.id.as_str())
+            .push("line_items[0][price]", price_id)
+            .push("line_items[0][quantity]", "1")
+            .push("success_url", success_url)
+            .push("cancel_url", cancel_url)
+            .push(
+                format!("subscription_data[metadata][{USER_ID_METADATA_KEY}]"),
+                user.id.as_str(),
+            );
+        if let Some(days) = options.trial_days {
+            form.push("subscription_data[trial_period_days]", days.to_string());
+        }
+        form.push_map(
+            "metadata",
+            options
+                .metadata
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str())),
+        );
+        form.push(
+            format!("metadata[{USER_ID_METADATA_KEY}]"),
+            user.id.as_str(),
+        );
+
+        let session = self
+            .stripe
+            .post("/v1/checkout/sessions", &form, &random_idempotency_key())
+            .await?;
+        let session_id = string_field(&session, "id")?;
+        let url = string_field(&session, "url")?;
+        self.store
+            .record_checkout_session(&session_id, &user.id)
+            .await?;
+        Ok(CheckoutSession { url, session_id })
+    }
+
+    pub async fn create_portal_session(
+        &self,
+        user_id: &str,
+        return_url: &str,
+    ) -> BillingResult<String> {
+        let user = self.user(user_id).await?;
+        let customer_id = user.stripe_customer_id.ok_or(BillingError::NoCustomer)?;
+        if parse_http_url(return_url).is_none() {
+            return Err(BillingError::invalid_argument(
+                "returnUrl",
+                "must be an absolute http(s) URL",
+            ));
+        }
+        let mut form = FormBody::new();
+        form.push("customer", customer_id)
+            .push("return_url", return_url);
+        let session = self
+            .stripe
+            .post(
+                "/v1/billing_portal/sessions",
+                &form,
+                &random_idempotency_key(),
+            )
+            .await?;
+        string_field(&session, "url")
+    }
+
+    /// Standalone deployments own `kavach_users`: create or update a user.
+    pub async fn upsert_user(
+        &self,
+        user_id: &str,
+        email: &str,
+        name: Option<&str>,
+    ) -> BillingResult<()> {
+        self.ensure_open()?;
+        if user_id.is_empty() || user_id.len() > 255 {
+            return Err(BillingError::invalid_argument(
+                "id",
+                "must be 1 to 255 characters",
+            ));
+        }
+        if email.trim().is_empty() || !email.contains('@') || email.len() > 255 {
+            return Err(BillingError::invalid_argument(
+                "email",
+                "must be an email address",
+            ));
+        }
+        self.store.upsert_user(user_id, email, name).await
+    }
+
+    /// Applies a verified event. This version applies none (see
+    /// `BillingError::EventNotApplied`), so a delivery is never acknowledged
+    /// without its effect.
+    pub async fn apply_event(&self, event: &EventEnvelope) -> BillingResult<Value> {
+        self.ensure_open()?;
+        let _ = event;
+        Err(BillingError::EventNotApplied)
+    }
+
+    pub async fn close(&self) {
+        self.store.close().await;
+    }
+
+    /// An explicit redirect URL, or `baseUrl` plus the default path.
+    fn redirect_url(
+        &self,
+        name: &str,
+        given: Option<&str>,
+        default_path: &str,
+    ) -> BillingResult<String> {
+        match given {
+            Some(url) => {
+                if parse_http_url(url).is_none() {
+                    return Err(BillingError::invalid_argument(
+                        name,
+                        "must be an absolute http(s) URL",
+                    ));
+                }
+                Ok(url.to_owned())
+            }
+            None => match &self.config.base_url {
+                Some(origin) => Ok(format!("{origin}{default_path}")),
+                None => Err(BillingError::invalid_argument(
+                    name,
+                    "is required when the `baseUrl` option is not set",
+                )),
+            },
+        }
+    }
+}
+
+fn subscription_view(user: &UserRecord) -> Option<SubscriptionView> {
+    let id = user.stripe_subscription_id.clone()?;
+    Some(SubscriptionView {
+        id,
+        status: user.stripe_subscription_status.clone().unwrap_or_default(),
+        price_id: user.stripe_price_id.clone(),
+        current_period_end: user.stripe_current_period_end,
+        cancel_at_period_end: user.stripe_cancel_at_period_end,
+    })
+}
+
+fn string_field(object: &Value, name: &str) -> BillingResult<String> {
+    object
+        .get(name)
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .ok_or_else(|| BillingError::StripeUnreachable(format!("Stripe's answer lacks `{name}`")))
+}

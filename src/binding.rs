@@ -1,0 +1,372 @@
+//! The `#[napi]` layer: converts JS values to core types and back, nothing
+//! else. A failure crosses as a JS error whose message is a JSON document
+//! `{ code, message, stripe? }`; the JS wrapper rebuilds it into an `Error`
+//! with `code` (or a `StripeApiError`), in one place.
+
+use std::sync::Arc;
+
+use napi::bindgen_prelude::{Buffer, JsObjectValue, Object, PromiseRaw, Unknown};
+use napi::{Either, Env, JsValue, ValueType};
+use napi_derive::napi;
+
+use crate::billing::{BillingService, CheckoutOptions};
+use crate::config::{BillingConfig, ConfigMode};
+use crate::error::BillingError;
+use crate::http::{self, HttpRequest, Route, ENDPOINTS, MAX_JSON_BODY_BYTES};
+use crate::option_value::OptionValue;
+use crate::store::{DatabaseOptions, DatabaseSource};
+use crate::webhook::{parse_event, verify_signature};
+
+/// Maps a core error once, at the boundary.
+fn to_js(error: BillingError) -> napi::Error {
+    let mut document = serde_json::json!({ "code": error.code(), "message": error.to_string() });
+    if let BillingError::StripeApi(details) = &error {
+        document["stripe"] = serde_json::json!(details);
+    }
+    napi::Error::new(napi::Status::GenericFailure, document.to_string())
+}
+
+fn coded(code: &str, message: impl Into<String>) -> napi::Error {
+    let document = serde_json::json!({ "code": code, "message": message.into() });
+    napi::Error::new(napi::Status::GenericFailure, document.to_string())
+}
+
+const MAX_OPTION_DEPTH: usize = 8;
+
+/// Reads a JS value into the options model, without calling into user code
+/// beyond plain property reads.
+fn option_value(value: &Unknown<'_>, depth: usize) -> napi::Result<OptionValue> {
+    Ok(match value.get_type()? {
+        ValueType::Undefined => OptionValue::Undefined,
+        ValueType::Null => OptionValue::Null,
+        ValueType::Boolean => OptionValue::Bool(unsafe { value.cast::<bool>()? }),
+        ValueType::Number => OptionValue::Number(unsafe { value.cast::<f64>()? }),
+        ValueType::String => OptionValue::String(unsafe { value.cast::<String>()? }),
+        ValueType::Function => OptionValue::Function,
+        ValueType::Object if depth >= MAX_OPTION_DEPTH => {
+            OptionValue::Other("a deeply nested object")
+        }
+        ValueType::Object => {
+            let object: Object<'_> = unsafe { value.cast()? };
+            if object.is_array()? {
+                let length = object.get_array_length()?;
+                let mut items = Vec::with_capacity(length.min(1024) as usize);
+                for index in 0..length.min(1024) {
+                    let item: Unknown<'_> = object.get_element(index)?;
+                    items.push(option_value(&item, depth + 1)?);
+                }
+                OptionValue::Array(items)
+            } else {
+                let mut entries = Vec::new();
+                for key in Object::keys(&object)? {
+                    let item: Unknown<'_> = object.get_named_property(&key)?;
+                    entries.push((key, option_value(&item, depth + 1)?));
+                }
+                OptionValue::Object(entries)
+            }
+        }
+        ValueType::Symbol => OptionValue::Other("a symbol"),
+        ValueType::BigInt => OptionValue::Other("a bigint"),
+        _ => OptionValue::Other("an unsupported value"),
+    })
+}
+
+/// Validated options, held by the JS plugin object between `stripe()` and `init`.
+#[napi]
+pub struct NativeConfig {
+    config: BillingConfig,
+}
+
+/// Validates `stripe()` options (`standalone: false`) or
+/// `createStripeBilling()` options (`standalone: true`), synchronously.
+#[napi(ts_args_type = "options: unknown, standalone: boolean")]
+pub fn parse_options(options: Unknown<'_>, standalone: bool) -> napi::Result<NativeConfig> {
+    let value = option_value(&options, 0).map_err(|e| coded("invalid_config", e.reason))?;
+    let mode = if standalone {
+        ConfigMode::Standalone
+    } else {
+        ConfigMode::Plugin
+    };
+    let config = BillingConfig::parse(&value, mode).map_err(to_js)?;
+    Ok(NativeConfig { config })
+}
+
+#[napi]
+impl NativeConfig {
+    /// Opens the store (the `database` option, else the host's database) and
+    /// runs the migrations.
+    #[napi(
+        ts_args_type = "hostDatabase: unknown",
+        ts_return_type = "Promise<NativeBilling>"
+    )]
+    pub fn open<'env>(
+        &self,
+        env: &'env Env,
+        host_database: Unknown<'_>,
+    ) -> napi::Result<PromiseRaw<'env, NativeBilling>> {
+        let config = self.config.clone();
+        let (database, source) = match &config.database {
+            Some(own) => (own.clone(), DatabaseSource::Options),
+            None => {
+                let host = option_value(&host_database, 0)
+                    .map_err(|e| coded("database_unsupported", e.reason))?;
+                (
+                    DatabaseOptions::from_host(&host).map_err(to_js)?,
+                    DatabaseSource::Host,
+                )
+            }
+        };
+        env.spawn_future(async move {
+            let service = BillingService::open(config, &database, source)
+                .await
+                .map_err(to_js)?;
+            Ok(NativeBilling {
+                service: Arc::new(service),
+            })
+        })
+        .map_err(|e| coded("internal_error", e.reason))
+    }
+}
+
+#[napi(object)]
+pub struct NativeEndpoint {
+    pub method: String,
+    pub path: String,
+    pub require_auth: bool,
+    pub description: String,
+    /// Bytes of body the wrapper reads at most before answering 413.
+    pub body_limit: f64,
+}
+
+#[napi(object)]
+pub struct NativeRequest {
+    pub url: String,
+    /// `[name, value]` pairs.
+    pub headers: Vec<Vec<String>>,
+    pub body: Buffer,
+    pub body_too_large: bool,
+}
+
+#[napi(object)]
+pub struct NativeResponse {
+    pub status: u32,
+    pub headers: Vec<Vec<String>>,
+    pub body: String,
+}
+
+#[napi(object)]
+pub struct NativeSubscription {
+    pub id: String,
+    pub status: String,
+    pub price_id: Option<String>,
+    pub current_period_end: Option<chrono::DateTime<chrono::Utc>>,
+    pub cancel_at_period_end: bool,
+}
+
+#[napi(object)]
+pub struct NativeCheckoutOptions {
+    pub success_url: Option<String>,
+    pub cancel_url: Option<String>,
+    pub trial_days: Option<u32>,
+    pub metadata: Option<std::collections::HashMap<String, String>>,
+}
+
+#[napi(object)]
+pub struct NativeCheckoutSession {
+    pub url: String,
+    pub session_id: String,
+}
+
+/// The contract's routing: the endpoint path a request maps to, if any.
+#[napi]
+pub fn match_route(method: String, path: String, base_path: String) -> Option<String> {
+    http::match_route(&method, &path, &base_path).map(|route| route.endpoint().path.to_owned())
+}
+
+/// Verifies a webhook and returns the parsed event (the SDK's `constructEvent`).
+#[napi(ts_return_type = "Record<string, unknown>")]
+pub fn construct_event(
+    payload: Either<Buffer, String>,
+    header: String,
+    secret: Either<String, Vec<String>>,
+    tolerance: Option<f64>,
+) -> napi::Result<serde_json::Value> {
+    let bytes: Vec<u8> = match payload {
+        Either::A(buffer) => buffer.to_vec(),
+        Either::B(text) => text.into_bytes(),
+    };
+    let secrets = match secret {
+        Either::A(one) => vec![one],
+        Either::B(many) => many,
+    };
+    let tolerance = match tolerance {
+        None => crate::config::DEFAULT_WEBHOOK_TOLERANCE_SECS,
+        Some(t) if t.is_finite() && t >= 0.0 => t as u64,
+        Some(_) => {
+            return Err(coded(
+                "invalid_argument",
+                "invalid argument `tolerance`: must be a non-negative number of seconds",
+            ))
+        }
+    };
+    let now = chrono::Utc::now().timestamp();
+    verify_signature(&bytes, &header, &secrets, tolerance, now)
+        .map_err(|e| coded(e.code(), e.to_string()))?;
+    parse_event(&bytes)
+        .map(|event| event.raw)
+        .map_err(|e| coded("payload_invalid", e.to_string()))
+}
+
+#[napi]
+pub struct NativeBilling {
+    service: Arc<BillingService>,
+}
+
+#[napi]
+impl NativeBilling {
+    #[napi]
+    pub fn endpoints(&self) -> Vec<NativeEndpoint> {
+        ENDPOINTS
+            .iter()
+            .map(|e| NativeEndpoint {
+                method: e.method.to_owned(),
+                path: e.path.to_owned(),
+                require_auth: e.require_auth,
+                description: e.description.to_owned(),
+                body_limit: match e.route {
+                    Route::Webhook => self.service.config().max_webhook_bytes as f64,
+                    _ => MAX_JSON_BODY_BYTES as f64,
+                },
+            })
+            .collect()
+    }
+
+    #[napi]
+    pub async fn handle(
+        &self,
+        path: String,
+        request: NativeRequest,
+        user_id: Option<String>,
+    ) -> napi::Result<NativeResponse> {
+        let route = Route::from_path(&path)
+            .ok_or_else(|| coded("internal_error", format!("no endpoint {path}")))?;
+        let request = HttpRequest {
+            url: request.url,
+            headers: request
+                .headers
+                .into_iter()
+                .filter_map(|pair| match <[String; 2]>::try_from(pair) {
+                    Ok([name, value]) => Some((name.to_ascii_lowercase(), value)),
+                    Err(_) => None,
+                })
+                .collect(),
+            body: request.body.to_vec(),
+            body_too_large: request.body_too_large,
+        };
+        let reply = http::handle(&self.service, route, &request, user_id.as_deref()).await;
+        Ok(NativeResponse {
+            status: u32::from(reply.status),
+            headers: reply.headers.into_iter().map(|(k, v)| vec![k, v]).collect(),
+            body: reply.body,
+        })
+    }
+
+    #[napi]
+    pub async fn create_customer(
+        &self,
+        user_id: String,
+        email: String,
+        name: Option<String>,
+    ) -> napi::Result<String> {
+        self.service
+            .create_customer(&user_id, &email, name.as_deref())
+            .await
+            .map_err(to_js)
+    }
+
+    #[napi]
+    pub async fn get_customer_id(&self, user_id: String) -> napi::Result<Option<String>> {
+        self.service.get_customer_id(&user_id).await.map_err(to_js)
+    }
+
+    #[napi]
+    pub async fn create_checkout_session(
+        &self,
+        user_id: String,
+        price_id: String,
+        options: Option<NativeCheckoutOptions>,
+    ) -> napi::Result<NativeCheckoutSession> {
+        let options = options
+            .map(|o| CheckoutOptions {
+                success_url: o.success_url,
+                cancel_url: o.cancel_url,
+                trial_days: o.trial_days,
+                metadata: o
+                    .metadata
+                    .map(|m| m.into_iter().collect())
+                    .unwrap_or_default(),
+            })
+            .unwrap_or_default();
+        let session = self
+            .service
+            .create_checkout_session(&user_id, &price_id, &options)
+            .await
+            .map_err(to_js)?;
+        Ok(NativeCheckoutSession {
+            url: session.url,
+            session_id: session.session_id,
+        })
+    }
+
+    #[napi]
+    pub async fn create_portal_session(
+        &self,
+        user_id: String,
+        return_url: String,
+    ) -> napi::Result<String> {
+        self.service
+            .create_portal_session(&user_id, &return_url)
+            .await
+            .map_err(to_js)
+    }
+
+    #[napi]
+    pub async fn get_subscription(
+        &self,
+        user_id: String,
+    ) -> napi::Result<Option<NativeSubscription>> {
+        let view = self
+            .service
+            .get_subscription(&user_id)
+            .await
+            .map_err(to_js)?;
+        Ok(view.map(|s| NativeSubscription {
+            id: s.id,
+            status: s.status,
+            price_id: s.price_id,
+            current_period_end: s
+                .current_period_end
+                .and_then(|secs| chrono::DateTime::from_timestamp(secs, 0)),
+            cancel_at_period_end: s.cancel_at_period_end,
+        }))
+    }
+
+    #[napi]
+    pub async fn upsert_user(
+        &self,
+        id: String,
+        email: String,
+        name: Option<String>,
+    ) -> napi::Result<()> {
+        self.service
+            .upsert_user(&id, &email, name.as_deref())
+            .await
+            .map_err(to_js)
+    }
+
+    #[napi]
+    pub async fn close(&self) -> napi::Result<()> {
+        self.service.close().await;
+        Ok(())
+    }
+}

@@ -1,0 +1,308 @@
+//! The endpoints' behaviour: a request's parts in, a JSON reply out. The JS
+//! wrapper only turns a `Request` into `HttpRequest` and `HttpReply` into a
+//! `Response`.
+
+use serde_json::{json, Map, Value};
+
+use super::body::{parse_json_object, BodyFields};
+use super::routes::Route;
+use crate::billing::{BillingService, CheckoutOptions, DEFAULT_CANCEL_PATH, DEFAULT_SUCCESS_PATH};
+use crate::config::{STRIPE_METADATA_MAX_KEYS, STRIPE_METADATA_MAX_KEY_CHARS};
+use crate::error::BillingError;
+use crate::origin::{origin_of, parse_http_url};
+use crate::webhook::{parse_event, verify_signature, SignatureError};
+
+/// Stripe's metadata value limit.
+const STRIPE_METADATA_MAX_VALUE_CHARS: usize = 500;
+
+#[derive(Debug, Clone, Default)]
+pub struct HttpRequest {
+    /// The full request URL (its origin is the request's own origin).
+    pub url: String,
+    /// Header names lower-cased.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    /// The body was longer than the route's limit and was not read whole.
+    pub body_too_large: bool,
+}
+
+impl HttpRequest {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpReply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl HttpReply {
+    pub fn json(status: u16, body: &Value) -> Self {
+        Self {
+            status,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: body.to_string(),
+        }
+    }
+
+    pub fn error(status: u16, message: &str, code: &str) -> Self {
+        Self::json(status, &json!({ "error": message, "code": code }))
+    }
+
+    pub fn from_error(error: &BillingError) -> Self {
+        let status = error.http_status();
+        // Faults of our own are not described to a browser in detail.
+        let message = match error {
+            BillingError::Database(_) | BillingError::Migration(_) => {
+                "The billing database is unavailable".to_owned()
+            }
+            BillingError::Internal(_) => "Internal error in the billing plugin".to_owned(),
+            other => other.to_string(),
+        };
+        let mut body = json!({ "error": message, "code": error.code() });
+        let mut reply_headers = Vec::new();
+        if let BillingError::StripeApi(stripe) = error {
+            body["requestId"] = json!(stripe.request_id);
+            if stripe.status_code == 429 {
+                let retry_after = stripe.retry_after.unwrap_or(1).to_string();
+                reply_headers.push(("retry-after".to_owned(), retry_after));
+            }
+        }
+        let mut reply = Self::json(status, &body);
+        reply.headers.extend(reply_headers);
+        reply
+    }
+}
+
+pub async fn handle(
+    service: &BillingService,
+    route: Route,
+    request: &HttpRequest,
+    user_id: Option<&str>,
+) -> HttpReply {
+    if request.body_too_large {
+        return HttpReply::error(413, "The request body is too large", "payload_too_large");
+    }
+    if route == Route::Webhook {
+        return webhook(service, request).await;
+    }
+    let Some(user_id) = user_id.filter(|id| !id.is_empty()) else {
+        return HttpReply::from_error(&BillingError::Unauthenticated);
+    };
+    let result = match route {
+        Route::Checkout => checkout(service, request, user_id).await,
+        Route::Portal => portal(service, request, user_id).await,
+        Route::Subscription => subscription(service, user_id).await,
+        Route::Webhook => unreachable!("handled above"),
+    };
+    result.unwrap_or_else(|error| HttpReply::from_error(&error))
+}
+
+fn request_origin(request: &HttpRequest) -> Result<String, BillingError> {
+    parse_http_url(&request.url)
+        .map(|url| origin_of(&url))
+        .ok_or_else(|| BillingError::Internal("the request URL is not absolute".into()))
+}
+
+/// A redirect URL from a browser: absolute http(s), on the request's own
+/// origin or a trusted one.
+fn checked_redirect(
+    service: &BillingService,
+    name: &str,
+    url: &str,
+    own_origin: &str,
+) -> Result<String, BillingError> {
+    let parsed = parse_http_url(url)
+        .ok_or_else(|| BillingError::invalid_argument(name, "must be an absolute http(s) URL"))?;
+    let origin = origin_of(&parsed);
+    if origin != own_origin && !service.config().trusted_origins.contains(&origin) {
+        return Err(BillingError::invalid_argument(
+            name,
+            "must be on this site's origin or one listed in `trustedOrigins`",
+        ));
+    }
+    Ok(url.to_owned())
+}
+
+async fn checkout(
+    service: &BillingService,
+    request: &HttpRequest,
+    user_id: &str,
+) -> Result<HttpReply, BillingError> {
+    let mut body = BodyFields::new(parse_json_object(&request.body)?);
+    let price_id = body.required_string("priceId")?;
+    let success_url = body.optional_string("successUrl")?;
+    let cancel_url = body.optional_string("cancelUrl")?;
+    let trial_days = body.optional_integer("trialDays")?;
+    let metadata = body.optional_object("metadata")?;
+    body.reject_unknown()?;
+
+    let config = service.config();
+    if let Some(prices) = &config.prices {
+        if !prices.contains(&price_id) {
+            return Err(BillingError::invalid_argument(
+                "priceId",
+                "is not one of the prices this app sells",
+            ));
+        }
+    }
+    let trial_days = match trial_days {
+        None => None,
+        Some(days) if days >= 1 && days <= i64::from(config.max_client_trial_days) => {
+            Some(days as u32)
+        }
+        Some(_) if config.max_client_trial_days == 0 => {
+            return Err(BillingError::invalid_argument(
+                "trialDays",
+                "is not accepted from clients",
+            ))
+        }
+        Some(_) => {
+            return Err(BillingError::invalid_argument(
+                "trialDays",
+                format!("must be from 1 to {}", config.max_client_trial_days),
+            ))
+        }
+    };
+    let metadata = client_metadata(service, metadata)?;
+    let origin = request_origin(request)?;
+    let success_url = match success_url {
+        Some(url) => checked_redirect(service, "successUrl", &url, &origin)?,
+        None => format!("{origin}{DEFAULT_SUCCESS_PATH}"),
+    };
+    let cancel_url = match cancel_url {
+        Some(url) => checked_redirect(service, "cancelUrl", &url, &origin)?,
+        None => format!("{origin}{DEFAULT_CANCEL_PATH}"),
+    };
+    let options = CheckoutOptions {
+        success_url: Some(success_url),
+        cancel_url: Some(cancel_url),
+        trial_days,
+        metadata,
+    };
+    let session = service
+        .create_checkout_session(user_id, &price_id, &options)
+        .await?;
+    Ok(HttpReply::json(
+        200,
+        &json!({ "url": session.url, "sessionId": session.session_id }),
+    ))
+}
+
+fn client_metadata(
+    service: &BillingService,
+    metadata: Option<Map<String, Value>>,
+) -> Result<Vec<(String, String)>, BillingError> {
+    let Some(metadata) = metadata else {
+        return Ok(Vec::new());
+    };
+    let allowed = &service.config().client_metadata_keys;
+    if metadata.len() > STRIPE_METADATA_MAX_KEYS {
+        return Err(BillingError::invalid_argument(
+            "metadata",
+            "has more than 50 keys",
+        ));
+    }
+    metadata
+        .into_iter()
+        .map(|(key, value)| {
+            if !allowed.contains(&key) {
+                return Err(BillingError::invalid_argument(
+                    format!("metadata.{}", truncate(&key, STRIPE_METADATA_MAX_KEY_CHARS)),
+                    "is not a key listed in `clientMetadataKeys`",
+                ));
+            }
+            match value {
+                Value::String(text) if text.chars().count() <= STRIPE_METADATA_MAX_VALUE_CHARS => {
+                    Ok((key, text))
+                }
+                Value::String(_) => Err(BillingError::invalid_argument(
+                    format!("metadata.{key}"),
+                    "is longer than 500 characters",
+                )),
+                _ => Err(BillingError::invalid_argument(
+                    format!("metadata.{key}"),
+                    "must be a string",
+                )),
+            }
+        })
+        .collect()
+}
+
+fn truncate(text: &str, max_chars: usize) -> String {
+    text.chars().take(max_chars).collect()
+}
+
+async fn portal(
+    service: &BillingService,
+    request: &HttpRequest,
+    user_id: &str,
+) -> Result<HttpReply, BillingError> {
+    let mut body = BodyFields::new(parse_json_object(&request.body)?);
+    let return_url = body.required_string("returnUrl")?;
+    body.reject_unknown()?;
+    let origin = request_origin(request)?;
+    let return_url = checked_redirect(service, "returnUrl", &return_url, &origin)?;
+    let url = service.create_portal_session(user_id, &return_url).await?;
+    Ok(HttpReply::json(200, &json!({ "url": url })))
+}
+
+async fn subscription(service: &BillingService, user_id: &str) -> Result<HttpReply, BillingError> {
+    let subscription = service.get_subscription(user_id).await?.map(|s| {
+        json!({
+            "id": s.id,
+            "status": s.status,
+            "priceId": s.price_id,
+            "currentPeriodEnd": s.current_period_end.map(iso_8601),
+            "cancelAtPeriodEnd": s.cancel_at_period_end,
+        })
+    });
+    Ok(HttpReply::json(
+        200,
+        &json!({ "subscription": subscription }),
+    ))
+}
+
+/// Unix seconds as JavaScript's `Date.prototype.toISOString` writes them.
+pub fn iso_8601(seconds: i64) -> String {
+    chrono::DateTime::from_timestamp(seconds, 0)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default()
+}
+
+fn signature_reply(error: &SignatureError) -> HttpReply {
+    HttpReply::error(400, &error.to_string(), error.code())
+}
+
+async fn webhook(service: &BillingService, request: &HttpRequest) -> HttpReply {
+    let config = service.config();
+    if config.webhook_secrets.is_empty() {
+        return signature_reply(&SignatureError::SecretNotConfigured);
+    }
+    let header = request.header("stripe-signature").unwrap_or("");
+    let secrets: Vec<&str> = config.webhook_secrets.iter().map(|s| s.expose()).collect();
+    let now = chrono::Utc::now().timestamp();
+    if let Err(error) = verify_signature(
+        &request.body,
+        header,
+        &secrets,
+        config.webhook_tolerance_secs,
+        now,
+    ) {
+        return signature_reply(&error);
+    }
+    let event = match parse_event(&request.body) {
+        Ok(event) => event,
+        Err(error) => return HttpReply::error(400, &error.to_string(), "payload_invalid"),
+    };
+    match service.apply_event(&event).await {
+        Ok(outcome) => HttpReply::json(200, &outcome),
+        Err(error) => HttpReply::from_error(&error),
+    }
+}

@@ -1,0 +1,123 @@
+//! The four endpoints, as the kavachOS host registers them.
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    Checkout,
+    Portal,
+    Subscription,
+    Webhook,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Endpoint {
+    pub route: Route,
+    pub method: &'static str,
+    pub path: &'static str,
+    pub require_auth: bool,
+    pub description: &'static str,
+}
+
+pub const ENDPOINTS: [Endpoint; 4] = [
+    Endpoint {
+        route: Route::Checkout,
+        method: "POST",
+        path: "/auth/stripe/checkout",
+        require_auth: true,
+        description: "Create a Stripe Checkout session for the signed-in user",
+    },
+    Endpoint {
+        route: Route::Portal,
+        method: "POST",
+        path: "/auth/stripe/portal",
+        require_auth: true,
+        description: "Create a Stripe billing portal session for the signed-in user",
+    },
+    Endpoint {
+        route: Route::Subscription,
+        method: "GET",
+        path: "/auth/stripe/subscription",
+        require_auth: true,
+        description: "The signed-in user's subscription",
+    },
+    Endpoint {
+        route: Route::Webhook,
+        method: "POST",
+        path: "/auth/stripe/webhook",
+        require_auth: false,
+        description: "Stripe webhook receiver (verified with the Stripe-Signature header)",
+    },
+];
+
+/// Largest JSON body the authenticated endpoints read; theirs are tiny.
+pub const MAX_JSON_BODY_BYTES: u64 = 64 * 1024;
+
+impl Route {
+    pub fn endpoint(self) -> &'static Endpoint {
+        match self {
+            Route::Checkout => &ENDPOINTS[0],
+            Route::Portal => &ENDPOINTS[1],
+            Route::Subscription => &ENDPOINTS[2],
+            Route::Webhook => &ENDPOINTS[3],
+        }
+    }
+
+    pub fn from_path(path: &str) -> Option<Self> {
+        ENDPOINTS.iter().find(|e| e.path == path).map(|e| e.route)
+    }
+}
+
+/// The contract's routing: strip `base_path`, drop one trailing slash, match
+/// method and path. `None` means the request is not ours.
+pub fn match_route(method: &str, path: &str, base_path: &str) -> Option<Route> {
+    let base = base_path.trim_end_matches('/');
+    let rest = path.strip_prefix(base)?;
+    if !rest.is_empty() && !rest.starts_with('/') {
+        return None;
+    }
+    let rest = if rest.len() > 1 {
+        rest.strip_suffix('/').unwrap_or(rest)
+    } else {
+        rest
+    };
+    ENDPOINTS
+        .iter()
+        .find(|e| e.path == rest && e.method.eq_ignore_ascii_case(method))
+        .map(|e| e.route)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routing() {
+        assert_eq!(
+            match_route("POST", "/api/kavach/auth/stripe/webhook", "/api/kavach"),
+            Some(Route::Webhook)
+        );
+        assert_eq!(
+            match_route(
+                "GET",
+                "/api/kavach/auth/stripe/subscription/",
+                "/api/kavach/"
+            ),
+            Some(Route::Subscription)
+        );
+        assert_eq!(
+            match_route("GET", "/auth/stripe/subscription", ""),
+            Some(Route::Subscription)
+        );
+        assert_eq!(
+            match_route("GET", "/api/kavach/auth/stripe/webhook", "/api/kavach"),
+            None
+        );
+        assert_eq!(
+            match_route("POST", "/api/kavachx/auth/stripe/webhook", "/api/kavach"),
+            None
+        );
+        assert_eq!(
+            match_route("POST", "/other/auth/stripe/webhook", "/api/kavach"),
+            None
+        );
+    }
+}

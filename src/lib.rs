@@ -1,0 +1,14 @@
+//! kavachos-stripe: Stripe subscriptions for kavachOS. The core (config, store,
+//! Stripe client, billing service, HTTP endpoints) is plain Rust; `binding`
+//! is the thin `#[napi]` layer that converts types for Node.
+
+pub mod billing;
+mod binding;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod option_value;
+pub mod origin;
+pub mod store;
+pub mod stripe;
+pub mod webhook;

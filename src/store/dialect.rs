@@ -1,0 +1,281 @@
+//! All SQL text, per dialect, in one place. Code that runs it is written once
+//! (see `store::dispatch!`); only these strings differ between databases.
+//!
+//! Encodings follow the kavachOS contract for `kavach_users`: SQLite keeps
+//! timestamps as Unix seconds and booleans as 0/1; Postgres uses TIMESTAMPTZ and
+//! BOOLEAN; MySQL uses DATETIME(3) in UTC (sessions run with time_zone '+00:00')
+//! and TINYINT(1). Queries exchange timestamps with Rust as Unix seconds and
+//! convert in SQL. The package's own tables keep Stripe's timestamps as BIGINT
+//! Unix seconds, as Stripe sends them.
+
+#[derive(Debug)]
+pub struct Dialect {
+    pub name: &'static str,
+    /// Column names of `kavach_users`, one per row.
+    pub users_columns: &'static str,
+    pub create_users_table: &'static str,
+    /// `ALTER TABLE` statements adding one Stripe column each, in
+    /// `USERS_STRIPE_COLUMNS` order; a column may need a second statement
+    /// (SQLite cannot add a UNIQUE column, so it adds a unique index after).
+    pub add_users_column: [&'static [&'static str]; 6],
+    pub create_schema_table: &'static str,
+    pub schema_version: &'static str,
+    pub record_schema_version: &'static str,
+    /// Schema version 1: the package's own tables.
+    pub migration_v1: &'static [&'static str],
+
+    pub select_user: &'static str,
+    pub link_customer: &'static str,
+    pub upsert_user: &'static str,
+    pub insert_checkout_session: &'static str,
+}
+
+/// The six Stripe columns of `kavach_users`.
+pub const USERS_STRIPE_COLUMNS: [&str; 6] = [
+    "stripe_customer_id",
+    "stripe_subscription_id",
+    "stripe_subscription_status",
+    "stripe_price_id",
+    "stripe_current_period_end",
+    "stripe_cancel_at_period_end",
+];
+
+pub static POSTGRES: Dialect = Dialect {
+    name: "postgres",
+    users_columns: "SELECT column_name::text FROM information_schema.columns \
+        WHERE table_schema = current_schema() AND table_name = 'kavach_users'",
+    create_users_table: "CREATE TABLE IF NOT EXISTS kavach_users (
+        id TEXT PRIMARY KEY,
+        email TEXT NOT NULL UNIQUE,
+        name TEXT,
+        created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+        updated_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+        stripe_customer_id TEXT UNIQUE,
+        stripe_subscription_id TEXT,
+        stripe_subscription_status TEXT,
+        stripe_price_id TEXT,
+        stripe_current_period_end TIMESTAMPTZ,
+        stripe_cancel_at_period_end BOOLEAN NOT NULL DEFAULT FALSE
+    )",
+    add_users_column: [
+        &["ALTER TABLE kavach_users ADD COLUMN stripe_customer_id TEXT UNIQUE"],
+        &["ALTER TABLE kavach_users ADD COLUMN stripe_subscription_id TEXT"],
+        &["ALTER TABLE kavach_users ADD COLUMN stripe_subscription_status TEXT"],
+        &["ALTER TABLE kavach_users ADD COLUMN stripe_price_id TEXT"],
+        &["ALTER TABLE kavach_users ADD COLUMN stripe_current_period_end TIMESTAMPTZ"],
+        &["ALTER TABLE kavach_users ADD COLUMN stripe_cancel_at_period_end BOOLEAN NOT NULL DEFAULT FALSE"],
+    ],
+    create_schema_table: "CREATE TABLE IF NOT EXISTS kavach_stripe_schema (
+        version INTEGER PRIMARY KEY,
+        applied_at BIGINT NOT NULL
+    )",
+    schema_version: "SELECT CAST(COALESCE(MAX(version), 0) AS BIGINT) FROM kavach_stripe_schema",
+    record_schema_version: "INSERT INTO kavach_stripe_schema (version, applied_at) \
+        VALUES ($1, CAST(EXTRACT(EPOCH FROM now()) AS BIGINT))",
+    migration_v1: &[
+        "CREATE TABLE IF NOT EXISTS kavach_stripe_subscriptions (
+            id TEXT PRIMARY KEY,
+            customer_id TEXT NOT NULL,
+            user_id TEXT,
+            status TEXT NOT NULL,
+            items TEXT NOT NULL,
+            price_id TEXT,
+            current_period_end BIGINT,
+            cancel_at_period_end BOOLEAN NOT NULL DEFAULT FALSE,
+            cancel_at BIGINT,
+            trial_end BIGINT,
+            created BIGINT NOT NULL,
+            last_event_created BIGINT,
+            updated_at BIGINT NOT NULL
+        )",
+        "CREATE INDEX IF NOT EXISTS kavach_stripe_subscriptions_user ON kavach_stripe_subscriptions (user_id)",
+        "CREATE INDEX IF NOT EXISTS kavach_stripe_subscriptions_customer ON kavach_stripe_subscriptions (customer_id)",
+        "CREATE TABLE IF NOT EXISTS kavach_stripe_events (
+            id TEXT PRIMARY KEY,
+            type TEXT NOT NULL,
+            created BIGINT NOT NULL,
+            state TEXT NOT NULL,
+            detail TEXT,
+            received_at BIGINT NOT NULL,
+            handled_at BIGINT
+        )",
+        "CREATE TABLE IF NOT EXISTS kavach_stripe_checkout_sessions (
+            id TEXT PRIMARY KEY,
+            user_id TEXT NOT NULL,
+            created_at BIGINT NOT NULL
+        )",
+    ],
+    select_user: "SELECT id, email, name, stripe_customer_id, stripe_subscription_id, \
+        stripe_subscription_status, stripe_price_id, \
+        CAST(EXTRACT(EPOCH FROM stripe_current_period_end) AS BIGINT), \
+        stripe_cancel_at_period_end \
+        FROM kavach_users WHERE id = $1",
+    link_customer: "UPDATE kavach_users SET stripe_customer_id = $1, updated_at = now() \
+        WHERE id = $2 AND (stripe_customer_id IS NULL OR stripe_customer_id = $3)",
+    upsert_user: "INSERT INTO kavach_users (id, email, name, created_at, updated_at) \
+        VALUES ($1, $2, $3, now(), now()) \
+        ON CONFLICT (id) DO UPDATE SET email = EXCLUDED.email, name = EXCLUDED.name, updated_at = now()",
+    insert_checkout_session: "INSERT INTO kavach_stripe_checkout_sessions (id, user_id, created_at) \
+        VALUES ($1, $2, CAST(EXTRACT(EPOCH FROM now()) AS BIGINT)) ON CONFLICT (id) DO NOTHING",
+};
+
+pub static MYSQL: Dialect = Dialect {
+    name: "mysql",
+    users_columns: "SELECT CAST(column_name AS CHAR) FROM information_schema.columns \
+        WHERE table_schema = DATABASE() AND table_name = 'kavach_users'",
+    // MySQL rejects TEXT in a key or unique index: keys are VARCHAR(255).
+    create_users_table: "CREATE TABLE IF NOT EXISTS kavach_users (
+        id VARCHAR(255) NOT NULL PRIMARY KEY,
+        email VARCHAR(255) NOT NULL UNIQUE,
+        name TEXT,
+        created_at DATETIME(3) NOT NULL,
+        updated_at DATETIME(3) NOT NULL,
+        stripe_customer_id VARCHAR(255) UNIQUE,
+        stripe_subscription_id TEXT,
+        stripe_subscription_status TEXT,
+        stripe_price_id TEXT,
+        stripe_current_period_end DATETIME(3),
+        stripe_cancel_at_period_end TINYINT(1) NOT NULL DEFAULT 0
+    ) DEFAULT CHARSET = utf8mb4",
+    add_users_column: [
+        &["ALTER TABLE kavach_users ADD COLUMN stripe_customer_id VARCHAR(255) UNIQUE"],
+        &["ALTER TABLE kavach_users ADD COLUMN stripe_subscription_id TEXT"],
+        &["ALTER TABLE kavach_users ADD COLUMN stripe_subscription_status TEXT"],
+        &["ALTER TABLE kavach_users ADD COLUMN stripe_price_id TEXT"],
+        &["ALTER TABLE kavach_users ADD COLUMN stripe_current_period_end DATETIME(3)"],
+        &["ALTER TABLE kavach_users ADD COLUMN stripe_cancel_at_period_end TINYINT(1) NOT NULL DEFAULT 0"],
+    ],
+    create_schema_table: "CREATE TABLE IF NOT EXISTS kavach_stripe_schema (
+        version INTEGER NOT NULL PRIMARY KEY,
+        applied_at BIGINT NOT NULL
+    )",
+    schema_version: "SELECT CAST(COALESCE(MAX(version), 0) AS SIGNED) FROM kavach_stripe_schema",
+    record_schema_version: "INSERT INTO kavach_stripe_schema (version, applied_at) \
+        VALUES (?, UNIX_TIMESTAMP())",
+    // MySQL has no CREATE INDEX IF NOT EXISTS: indexes live inside CREATE TABLE.
+    migration_v1: &[
+        "CREATE TABLE IF NOT EXISTS kavach_stripe_subscriptions (
+            id VARCHAR(255) NOT NULL PRIMARY KEY,
+            customer_id VARCHAR(255) NOT NULL,
+            user_id VARCHAR(255),
+            status VARCHAR(32) NOT NULL,
+            items TEXT NOT NULL,
+            price_id VARCHAR(255),
+            current_period_end BIGINT,
+            cancel_at_period_end TINYINT(1) NOT NULL DEFAULT 0,
+            cancel_at BIGINT,
+            trial_end BIGINT,
+            created BIGINT NOT NULL,
+            last_event_created BIGINT,
+            updated_at BIGINT NOT NULL,
+            INDEX kavach_stripe_subscriptions_user (user_id),
+            INDEX kavach_stripe_subscriptions_customer (customer_id)
+        ) DEFAULT CHARSET = utf8mb4",
+        "CREATE TABLE IF NOT EXISTS kavach_stripe_events (
+            id VARCHAR(255) NOT NULL PRIMARY KEY,
+            type VARCHAR(255) NOT NULL,
+            created BIGINT NOT NULL,
+            state VARCHAR(16) NOT NULL,
+            detail TEXT,
+            received_at BIGINT NOT NULL,
+            handled_at BIGINT
+        ) DEFAULT CHARSET = utf8mb4",
+        "CREATE TABLE IF NOT EXISTS kavach_stripe_checkout_sessions (
+            id VARCHAR(255) NOT NULL PRIMARY KEY,
+            user_id VARCHAR(255) NOT NULL,
+            created_at BIGINT NOT NULL
+        ) DEFAULT CHARSET = utf8mb4",
+    ],
+    select_user: "SELECT id, email, name, stripe_customer_id, stripe_subscription_id, \
+        stripe_subscription_status, stripe_price_id, \
+        CAST(UNIX_TIMESTAMP(stripe_current_period_end) AS SIGNED), \
+        stripe_cancel_at_period_end \
+        FROM kavach_users WHERE id = ?",
+    link_customer: "UPDATE kavach_users SET stripe_customer_id = ?, updated_at = UTC_TIMESTAMP(3) \
+        WHERE id = ? AND (stripe_customer_id IS NULL OR stripe_customer_id = ?)",
+    upsert_user: "INSERT INTO kavach_users (id, email, name, created_at, updated_at) \
+        VALUES (?, ?, ?, UTC_TIMESTAMP(3), UTC_TIMESTAMP(3)) \
+        ON DUPLICATE KEY UPDATE email = VALUES(email), name = VALUES(name), updated_at = UTC_TIMESTAMP(3)",
+    insert_checkout_session: "INSERT IGNORE INTO kavach_stripe_checkout_sessions (id, user_id, created_at) \
+        VALUES (?, ?, UNIX_TIMESTAMP())",
+};
+
+pub static SQLITE: Dialect = Dialect {
+    name: "sqlite",
+    users_columns: "SELECT name FROM pragma_table_info('kavach_users')",
+    create_users_table: "CREATE TABLE IF NOT EXISTS kavach_users (
+        id TEXT PRIMARY KEY,
+        email TEXT NOT NULL UNIQUE,
+        name TEXT,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        stripe_customer_id TEXT UNIQUE,
+        stripe_subscription_id TEXT,
+        stripe_subscription_status TEXT,
+        stripe_price_id TEXT,
+        stripe_current_period_end INTEGER,
+        stripe_cancel_at_period_end INTEGER NOT NULL DEFAULT 0
+    )",
+    // ADD COLUMN cannot carry UNIQUE in SQLite: add the column, then the index.
+    add_users_column: [
+        &[
+            "ALTER TABLE kavach_users ADD COLUMN stripe_customer_id TEXT",
+            "CREATE UNIQUE INDEX IF NOT EXISTS kavach_users_stripe_customer_id_unique ON kavach_users (stripe_customer_id)",
+        ],
+        &["ALTER TABLE kavach_users ADD COLUMN stripe_subscription_id TEXT"],
+        &["ALTER TABLE kavach_users ADD COLUMN stripe_subscription_status TEXT"],
+        &["ALTER TABLE kavach_users ADD COLUMN stripe_price_id TEXT"],
+        &["ALTER TABLE kavach_users ADD COLUMN stripe_current_period_end INTEGER"],
+        &["ALTER TABLE kavach_users ADD COLUMN stripe_cancel_at_period_end INTEGER NOT NULL DEFAULT 0"],
+    ],
+    create_schema_table: "CREATE TABLE IF NOT EXISTS kavach_stripe_schema (
+        version INTEGER PRIMARY KEY,
+        applied_at INTEGER NOT NULL
+    )",
+    schema_version: "SELECT COALESCE(MAX(version), 0) FROM kavach_stripe_schema",
+    record_schema_version: "INSERT INTO kavach_stripe_schema (version, applied_at) VALUES (?, unixepoch())",
+    migration_v1: &[
+        "CREATE TABLE IF NOT EXISTS kavach_stripe_subscriptions (
+            id TEXT PRIMARY KEY,
+            customer_id TEXT NOT NULL,
+            user_id TEXT,
+            status TEXT NOT NULL,
+            items TEXT NOT NULL,
+            price_id TEXT,
+            current_period_end INTEGER,
+            cancel_at_period_end INTEGER NOT NULL DEFAULT 0,
+            cancel_at INTEGER,
+            trial_end INTEGER,
+            created INTEGER NOT NULL,
+            last_event_created INTEGER,
+            updated_at INTEGER NOT NULL
+        )",
+        "CREATE INDEX IF NOT EXISTS kavach_stripe_subscriptions_user ON kavach_stripe_subscriptions (user_id)",
+        "CREATE INDEX IF NOT EXISTS kavach_stripe_subscriptions_customer ON kavach_stripe_subscriptions (customer_id)",
+        "CREATE TABLE IF NOT EXISTS kavach_stripe_events (
+            id TEXT PRIMARY KEY,
+            type TEXT NOT NULL,
+            created INTEGER NOT NULL,
+            state TEXT NOT NULL,
+            detail TEXT,
+            received_at INTEGER NOT NULL,
+            handled_at INTEGER
+        )",
+        "CREATE TABLE IF NOT EXISTS kavach_stripe_checkout_sessions (
+            id TEXT PRIMARY KEY,
+            user_id TEXT NOT NULL,
+            created_at INTEGER NOT NULL
+        )",
+    ],
+    select_user: "SELECT id, email, name, stripe_customer_id, stripe_subscription_id, \
+        stripe_subscription_status, stripe_price_id, stripe_current_period_end, \
+        stripe_cancel_at_period_end \
+        FROM kavach_users WHERE id = ?",
+    link_customer: "UPDATE kavach_users SET stripe_customer_id = ?, updated_at = unixepoch() \
+        WHERE id = ? AND (stripe_customer_id IS NULL OR stripe_customer_id = ?)",
+    upsert_user: "INSERT INTO kavach_users (id, email, name, created_at, updated_at) \
+        VALUES (?, ?, ?, unixepoch(), unixepoch()) \
+        ON CONFLICT (id) DO UPDATE SET email = excluded.email, name = excluded.name, updated_at = unixepoch()",
+    insert_checkout_session: "INSERT INTO kavach_stripe_checkout_sessions (id, user_id, created_at) \
+        VALUES (?, ?, unixepoch()) ON CONFLICT (id) DO NOTHING",
+};

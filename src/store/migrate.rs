@@ -1,0 +1,194 @@
+//! Versioned, idempotent migrations, run by the native side itself. One
+//! process migrates at a time: an advisory lock on Postgres, a named lock on
+//! MySQL, `BEGIN IMMEDIATE` on SQLite.
+
+use sqlx::{Acquire, Connection, Row};
+
+use super::{DbPool, Dialect, Store, USERS_STRIPE_COLUMNS};
+use crate::error::{BillingError, BillingResult};
+
+/// The schema version this build of the package writes.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// Any fixed 64-bit key; it names this package's migration lock on Postgres.
+const PG_LOCK_KEY: i64 = 0x6b61_7661_6368_5354; // "kavachST"
+const MYSQL_LOCK_NAME: &str = "kavach_stripe_migrations";
+const MYSQL_LOCK_WAIT_SECS: i64 = 60;
+
+fn failed(step: &str, error: sqlx::Error) -> BillingError {
+    BillingError::Migration(format!("{step}: {error}"))
+}
+
+/// The statements that bring the schema from `from` to `SCHEMA_VERSION`, and
+/// the columns `kavach_users` lacks. Every statement is idempotent on its own,
+/// so a run interrupted half-way (MySQL DDL does not roll back) completes later.
+fn plan(sql: &Dialect, existing_columns: &[String], from: i64) -> Vec<&'static str> {
+    let mut statements = Vec::new();
+    if existing_columns.is_empty() {
+        // No kavach_users yet (a standalone database): create it whole.
+        statements.push(sql.create_users_table);
+    } else {
+        for (i, column) in USERS_STRIPE_COLUMNS.iter().enumerate() {
+            if !existing_columns
+                .iter()
+                .any(|c| c.eq_ignore_ascii_case(column))
+            {
+                statements.extend_from_slice(sql.add_users_column[i]);
+            }
+        }
+    }
+    if from < 1 {
+        statements.extend_from_slice(sql.migration_v1);
+    }
+    statements
+}
+
+pub(super) async fn run(store: &Store) -> BillingResult<()> {
+    let sql = store.sql;
+    match &store.pool {
+        DbPool::Postgres(pool) => {
+            let mut conn = pool.acquire().await.map_err(|e| failed("connect", e))?;
+            sqlx::query("SELECT pg_advisory_lock($1)")
+                .bind(PG_LOCK_KEY)
+                .execute(&mut *conn)
+                .await
+                .map_err(|e| failed("lock", e))?;
+            let result = apply(sql, &mut *conn).await;
+            let unlock = sqlx::query("SELECT pg_advisory_unlock($1)")
+                .bind(PG_LOCK_KEY)
+                .execute(&mut *conn)
+                .await;
+            if unlock.is_err() {
+                // A connection that may still hold the lock must not go back to the pool.
+                conn.detach();
+            }
+            result
+        }
+        DbPool::MySql(pool) => {
+            let mut conn = pool.acquire().await.map_err(|e| failed("connect", e))?;
+            let granted: Option<i64> = sqlx::query("SELECT CAST(GET_LOCK(?, ?) AS SIGNED)")
+                .bind(MYSQL_LOCK_NAME)
+                .bind(MYSQL_LOCK_WAIT_SECS)
+                .fetch_one(&mut *conn)
+                .await
+                .and_then(|row| row.try_get(0))
+                .map_err(|e| failed("lock", e))?;
+            if granted != Some(1) {
+                return Err(BillingError::Migration(format!(
+                    "another process held the migration lock for {MYSQL_LOCK_WAIT_SECS}s"
+                )));
+            }
+            let result = apply(sql, &mut *conn).await;
+            let unlock = sqlx::query("SELECT RELEASE_LOCK(?)")
+                .bind(MYSQL_LOCK_NAME)
+                .execute(&mut *conn)
+                .await;
+            if unlock.is_err() {
+                conn.detach();
+            }
+            result
+        }
+        DbPool::Sqlite(pool) => {
+            let mut conn = pool.acquire().await.map_err(|e| failed("connect", e))?;
+            // SQLite DDL is transactional: the whole migration commits or none of it.
+            let mut tx = conn
+                .begin_with("BEGIN IMMEDIATE")
+                .await
+                .map_err(|e| failed("lock", e))?;
+            apply(sql, tx.acquire().await.map_err(|e| failed("lock", e))?).await?;
+            tx.commit().await.map_err(|e| failed("commit", e))
+        }
+    }
+}
+
+/// Reads the current state and applies the plan on one connection (which
+/// holds the migration lock).
+async fn apply<'c, C>(sql: &Dialect, conn: &'c mut C) -> BillingResult<()>
+where
+    C: Connection,
+    for<'e> &'e mut C: sqlx::Executor<'e, Database = C::Database>,
+    for<'q> <C::Database as sqlx::Database>::Arguments: sqlx::IntoArguments<C::Database>,
+    i64: for<'r> sqlx::Decode<'r, C::Database>
+        + sqlx::Type<C::Database>
+        + sqlx::Encode<'static, C::Database>,
+    String: for<'r> sqlx::Decode<'r, C::Database> + sqlx::Type<C::Database>,
+    usize: sqlx::ColumnIndex<<C::Database as sqlx::Database>::Row>,
+{
+    sqlx::query(sql.create_schema_table)
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| failed("create kavach_stripe_schema", e))?;
+    let version: i64 = sqlx::query(sql.schema_version)
+        .fetch_one(&mut *conn)
+        .await
+        .and_then(|row| row.try_get(0))
+        .map_err(|e| failed("read schema version", e))?;
+    if version > SCHEMA_VERSION {
+        return Err(BillingError::Migration(format!(
+            "the database has schema version {version}, newer than this kavachos-stripe ({SCHEMA_VERSION}); upgrade the package"
+        )));
+    }
+    let columns: Vec<String> = sqlx::query(sql.users_columns)
+        .fetch_all(&mut *conn)
+        .await
+        .and_then(|rows| rows.iter().map(|row| row.try_get(0)).collect())
+        .map_err(|e| failed("read kavach_users columns", e))?;
+    for statement in plan(sql, &columns, version) {
+        sqlx::query(statement)
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| failed(first_line(statement), e))?;
+    }
+    if version < SCHEMA_VERSION {
+        sqlx::query(sql.record_schema_version)
+            .bind(SCHEMA_VERSION)
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| failed("record schema version", e))?;
+    }
+    Ok(())
+}
+
+fn first_line(statement: &str) -> &str {
+    statement
+        .lines()
+        .next()
+        .unwrap_or(statement)
+        .trim_end_matches(" (")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::dialect::{MYSQL, POSTGRES, SQLITE};
+    use super::*;
+
+    #[test]
+    fn plan_adds_only_missing_columns() {
+        let existing: Vec<String> = vec!["id".into(), "email".into(), "stripe_customer_id".into()];
+        let statements = plan(&SQLITE, &existing, SCHEMA_VERSION);
+        assert!(!statements
+            .iter()
+            .any(|s| s.contains("ADD COLUMN stripe_customer_id")));
+        assert!(statements
+            .iter()
+            .any(|s| s.contains("ADD COLUMN stripe_price_id")));
+        let all: Vec<String> = USERS_STRIPE_COLUMNS.iter().map(|c| c.to_string()).collect();
+        assert!(plan(&POSTGRES, &all, SCHEMA_VERSION).is_empty());
+        assert_eq!(
+            plan(&POSTGRES, &[], SCHEMA_VERSION)[0],
+            POSTGRES.create_users_table
+        );
+    }
+
+    #[test]
+    fn sqlite_adds_a_unique_index_after_the_customer_column() {
+        let statements = plan(&SQLITE, &["id".to_owned()], SCHEMA_VERSION);
+        let add = statements
+            .iter()
+            .position(|s| s.contains("ADD COLUMN stripe_customer_id"))
+            .unwrap();
+        assert!(statements[add + 1].starts_with("CREATE UNIQUE INDEX"));
+        assert!(!SQLITE.add_users_column[0][0].contains("UNIQUE"));
+        assert!(MYSQL.add_users_column[0][0].contains("VARCHAR(255) UNIQUE"));
+    }
+}

@@ -1,0 +1,234 @@
+//! The native database store: one sqlx pool per billing instance, on Postgres,
+//! MySQL/MariaDB or SQLite. SQL lives in `dialect`; the code that runs it is
+//! written once and expanded per pool type by `dispatch!`.
+
+mod dialect;
+mod migrate;
+mod target;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::Row;
+
+pub use dialect::{Dialect, USERS_STRIPE_COLUMNS};
+pub use target::{DatabaseOptions, DatabaseSource, DatabaseTarget, Provider};
+
+use crate::error::{BillingError, BillingResult};
+
+/// How long a SQLite writer waits for the lock held by another connection or
+/// process (the host's better-sqlite3 included) before giving up.
+pub const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+const SERVER_POOL_MAX_CONNECTIONS: u32 = 10;
+const SQLITE_FILE_POOL_MAX_CONNECTIONS: u32 = 4;
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
+enum DbPool {
+    Postgres(PgPool),
+    MySql(MySqlPool),
+    Sqlite(SqlitePool),
+}
+
+/// Runs the same body against whichever pool the store holds; `$pool` is bound
+/// to the concrete pool, so every query type-checks for each database.
+macro_rules! dispatch {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match &$store.pool {
+            DbPool::Postgres($pool) => $body,
+            DbPool::MySql($pool) => $body,
+            DbPool::Sqlite($pool) => $body,
+        }
+    };
+}
+
+pub struct Store {
+    pool: DbPool,
+    sql: &'static Dialect,
+}
+
+/// A `kavach_users` row as this package reads it (timestamps in Unix seconds).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRecord {
+    pub id: String,
+    pub email: String,
+    pub name: Option<String>,
+    pub stripe_customer_id: Option<String>,
+    pub stripe_subscription_id: Option<String>,
+    pub stripe_subscription_status: Option<String>,
+    pub stripe_price_id: Option<String>,
+    pub stripe_current_period_end: Option<i64>,
+    pub stripe_cancel_at_period_end: bool,
+}
+
+impl Store {
+    /// Opens the pool (failing fast when the server is unreachable).
+    pub async fn connect(target: &DatabaseTarget) -> BillingResult<Self> {
+        let connect_error = |e: sqlx::Error| BillingError::Database(format!("cannot connect: {e}"));
+        let (pool, sql) = match target {
+            DatabaseTarget::Postgres { url } => {
+                let options = PgConnectOptions::from_str(url).map_err(connect_error)?;
+                let pool = PgPoolOptions::new()
+                    .max_connections(SERVER_POOL_MAX_CONNECTIONS)
+                    .acquire_timeout(ACQUIRE_TIMEOUT)
+                    .connect_with(options)
+                    .await
+                    .map_err(connect_error)?;
+                (DbPool::Postgres(pool), &dialect::POSTGRES)
+            }
+            DatabaseTarget::Mysql { url } => {
+                // DATETIME columns hold UTC: every session runs in UTC.
+                let options = MySqlConnectOptions::from_str(url)
+                    .map_err(connect_error)?
+                    .timezone(Some("+00:00".to_owned()))
+                    .charset("utf8mb4");
+                let pool = MySqlPoolOptions::new()
+                    .max_connections(SERVER_POOL_MAX_CONNECTIONS)
+                    .acquire_timeout(ACQUIRE_TIMEOUT)
+                    .connect_with(options)
+                    .await
+                    .map_err(connect_error)?;
+                (DbPool::MySql(pool), &dialect::MYSQL)
+            }
+            DatabaseTarget::SqliteFile { path } => {
+                // WAL and a busy timeout let the host's better-sqlite3 and this
+                // pool share the file; FULL sync makes a committed webhook durable.
+                let options = SqliteConnectOptions::new()
+                    .filename(path)
+                    .create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Full)
+                    .busy_timeout(SQLITE_BUSY_TIMEOUT);
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(SQLITE_FILE_POOL_MAX_CONNECTIONS)
+                    .acquire_timeout(ACQUIRE_TIMEOUT)
+                    .connect_with(options)
+                    .await
+                    .map_err(connect_error)?;
+                (DbPool::Sqlite(pool), &dialect::SQLITE)
+            }
+            DatabaseTarget::SqliteMemory => {
+                // An in-memory database dies with its last connection: keep
+                // exactly one, and never let the pool retire it.
+                let options =
+                    SqliteConnectOptions::from_str("sqlite::memory:").map_err(connect_error)?;
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(1)
+                    .min_connections(1)
+                    .idle_timeout(None)
+                    .max_lifetime(None)
+                    .acquire_timeout(ACQUIRE_TIMEOUT)
+                    .connect_with(options)
+                    .await
+                    .map_err(connect_error)?;
+                (DbPool::Sqlite(pool), &dialect::SQLITE)
+            }
+        };
+        Ok(Self { pool, sql })
+    }
+
+    pub fn dialect_name(&self) -> &'static str {
+        self.sql.name
+    }
+
+    /// Creates or upgrades the schema; safe when several processes start at once.
+    pub async fn migrate(&self) -> BillingResult<()> {
+        migrate::run(self).await
+    }
+
+    pub async fn find_user(&self, user_id: &str) -> BillingResult<Option<UserRecord>> {
+        let row = dispatch!(self, pool => {
+            sqlx::query(self.sql.select_user)
+                .bind(user_id)
+                .fetch_optional(pool)
+                .await?
+                .map(|row| -> Result<UserRecord, sqlx::Error> {
+                    Ok(UserRecord {
+                        id: row.try_get(0)?,
+                        email: row.try_get(1)?,
+                        name: row.try_get(2)?,
+                        stripe_customer_id: row.try_get(3)?,
+                        stripe_subscription_id: row.try_get(4)?,
+                        stripe_subscription_status: row.try_get(5)?,
+                        stripe_price_id: row.try_get(6)?,
+                        stripe_current_period_end: row.try_get(7)?,
+                        stripe_cancel_at_period_end: row.try_get(8)?,
+                    })
+                })
+                .transpose()?
+        });
+        Ok(row)
+    }
+
+    /// Sets the user's customer id unless another one is already linked.
+    /// Returns whether the user now holds `customer_id`.
+    pub async fn link_customer(&self, user_id: &str, customer_id: &str) -> BillingResult<bool> {
+        let affected = dispatch!(self, pool => {
+            sqlx::query(self.sql.link_customer)
+                .bind(customer_id)
+                .bind(user_id)
+                .bind(customer_id)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        if affected > 0 {
+            return Ok(true);
+        }
+        // MySQL counts a row whose values did not change as unaffected.
+        Ok(self
+            .find_user(user_id)
+            .await?
+            .is_some_and(|user| user.stripe_customer_id.as_deref() == Some(customer_id)))
+    }
+
+    /// Creates or updates a user row (standalone deployments own `kavach_users`).
+    pub async fn upsert_user(
+        &self,
+        user_id: &str,
+        email: &str,
+        name: Option<&str>,
+    ) -> BillingResult<()> {
+        dispatch!(self, pool => {
+            sqlx::query(self.sql.upsert_user)
+                .bind(user_id)
+                .bind(email)
+                .bind(name)
+                .execute(pool)
+                .await?;
+        });
+        Ok(())
+    }
+
+    /// Closes every connection; later calls fail with `closed`.
+    pub async fn close(&self) {
+        dispatch!(self, pool => pool.close().await)
+    }
+
+    pub fn is_closed(&self) -> bool {
+        dispatch!(self, pool => pool.is_closed())
+    }
+}
+
+impl Store {
+    /// Remembers a checkout session this package created, so the webhook can
+    /// trust its `client_reference_id`.
+    pub async fn record_checkout_session(
+        &self,
+        session_id: &str,
+        user_id: &str,
+    ) -> BillingResult<()> {
+        dispatch!(self, pool => {
+            sqlx::query(self.sql.insert_checkout_session)
+                .bind(session_id)
+                .bind(user_id)
+                .execute(pool)
+                .await?;
+        });
+        Ok(())
+    }
+}

@@ -1,0 +1,9 @@
+//! Talking to Stripe: the REST client, its form encoding and its errors.
+
+mod client;
+mod error;
+mod form;
+
+pub use client::{derived_idempotency_key, hex, random_idempotency_key, StripeClient};
+pub use error::StripeApiError;
+pub use form::FormBody;
