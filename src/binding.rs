@@ -154,7 +154,7 @@ pub struct NativeResponse {
     pub body: String,
 }
 
-#[napi(object)]
+#[napi(object, use_nullable = true)]
 pub struct NativeSubscription {
     pub id: String,
     pub status: String,

@@ -1,0 +1,206 @@
+// Type definitions for kavachos-stripe: the whole public API.
+
+/** Every `code` this package puts on an Error or a JSON error body (see README). */
+export type KavachStripeErrorCode =
+  | 'invalid_config'
+  | 'database_unsupported'
+  | 'database_error'
+  | 'migration_failed'
+  | 'closed'
+  | 'user_not_found'
+  | 'no_customer'
+  | 'invalid_argument'
+  | 'subscription_active'
+  | 'unauthenticated'
+  | 'invalid_json'
+  | 'payload_too_large'
+  | 'payload_invalid'
+  | 'signature_missing'
+  | 'signature_malformed'
+  | 'signature_mismatch'
+  | 'timestamp_out_of_tolerance'
+  | 'secret_not_configured'
+  | 'event_not_applied'
+  | 'stripe_api_error'
+  | 'stripe_unreachable'
+  | 'internal_error'
+
+/** An Error thrown by this package: `code` is stable and machine-readable. */
+export interface KavachStripeError extends Error {
+  code: KavachStripeErrorCode
+}
+
+/** A failure Stripe's API answered with. `code` is Stripe's own (e.g. `resource_missing`), or `stripe_api_error`. */
+export declare class StripeApiError extends Error {
+  readonly name: 'StripeApiError'
+  readonly code: string
+  /** Stripe's error type, e.g. `invalid_request_error`, `card_error`, `api_error`. */
+  readonly type: string
+  readonly param: string | undefined
+  readonly declineCode: string | undefined
+  readonly statusCode: number
+  readonly requestId: string | undefined
+}
+
+export type SubscriptionStatus =
+  | 'incomplete'
+  | 'incomplete_expired'
+  | 'trialing'
+  | 'active'
+  | 'past_due'
+  | 'canceled'
+  | 'unpaid'
+  | 'paused'
+
+/** The user's subscription as projected onto `kavach_users`. */
+export interface Subscription {
+  id: string
+  status: SubscriptionStatus
+  priceId: string | null
+  /** `null` only when the stored row has no period end (written by something other than this package). */
+  currentPeriodEnd: Date | null
+  cancelAtPeriodEnd: boolean
+}
+
+export type DatabaseProvider = 'postgres' | 'mysql' | 'sqlite-native' | 'sqlite'
+
+export interface DatabaseConfig {
+  provider: DatabaseProvider
+  /** `postgres://…`, `mysql://…`, or a SQLite file path (`:memory:` standalone only). */
+  url: string
+}
+
+export interface StripePluginOptions {
+  /** Stripe secret key (`sk_…`) or restricted key (`rk_…`). */
+  secretKey: string
+  /** Webhook signing secret(s) (`whsec_…`); several while rotating. Without one every webhook is rejected. */
+  webhookSecret?: string | readonly string[]
+  /** Called after the user's projected subscription really changed (never for a no-op). */
+  onSubscriptionChange?: (userId: string, subscription: Subscription) => Promise<void> | void
+  /** Default `https://api.stripe.com`; tests and local stand-ins point it elsewhere. */
+  apiBase?: string
+  /** The pinned `Stripe-Version`; default `2026-03-25.dahlia`. */
+  apiVersion?: string
+  /** A database of this plugin's own; overrides the kavachOS host's. */
+  database?: DatabaseConfig
+  /** The app's public origin, for default redirect URLs outside a request. */
+  baseUrl?: string
+  /** Seconds a webhook signature may be old (or early); default 300. */
+  webhookTolerance?: number
+  /** Largest webhook body read, in bytes; default 1 MiB. */
+  maxWebhookBytes?: number
+  /** Create a Stripe customer at first checkout; default true. */
+  autoCreateCustomer?: boolean
+  /** Retries of a failed Stripe request; default 2. */
+  maxNetworkRetries?: number
+  /** Per-attempt timeout of a Stripe request, ms; default 15000. */
+  timeoutMs?: number
+  /** Origins besides the request's own that redirect URLs may point to. */
+  trustedOrigins?: readonly string[]
+  /** When set, the only price ids clients may check out. */
+  prices?: readonly string[]
+  /** When set, subscriptions to none of these products are ignored. */
+  products?: readonly string[]
+  /** Longest trial a client may ask for, days; default 0 (none). */
+  maxClientTrialDays?: number
+  /** Metadata keys a client may set on a checkout; default none. */
+  clientMetadataKeys?: readonly string[]
+}
+
+export interface CheckoutOptions {
+  successUrl?: string
+  cancelUrl?: string
+  trialDays?: number
+  metadata?: Record<string, string>
+}
+
+export interface CheckoutSession {
+  url: string
+  sessionId: string
+}
+
+export interface PortalSession {
+  url: string
+}
+
+/** `kavach.plugins.getContext().stripe`. */
+export interface StripeBillingApi {
+  createCustomer(userId: string, email: string, name?: string): Promise<string>
+  getCustomerId(userId: string): Promise<string | null>
+  createCheckoutSession(userId: string, priceId: string, options?: CheckoutOptions): Promise<CheckoutSession>
+  createPortalSession(userId: string, returnUrl: string): Promise<PortalSession>
+  getSubscription(userId: string): Promise<Subscription | null>
+  /** Closes the database pool; the instance is unusable afterwards. */
+  close(): Promise<void>
+}
+
+/** The parts of kavachOS's `PluginContext` this plugin uses. */
+export interface KavachPluginContextLike {
+  config: { database?: unknown }
+  addEndpoint(endpoint: KavachPluginEndpointLike): void
+}
+
+export interface KavachEndpointContextLike {
+  getUser(request: Request): Promise<{ id: string } | null>
+}
+
+export interface KavachPluginEndpointLike {
+  method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE'
+  path: string
+  handler(request: Request, ctx: KavachEndpointContextLike): Promise<Response>
+  metadata?: { requireAuth?: boolean; description?: string }
+}
+
+export interface KavachStripePlugin {
+  id: 'kavach-stripe'
+  init(ctx: KavachPluginContextLike): Promise<{ context: { stripe: StripeBillingApi } }>
+}
+
+/** The kavachOS plugin. Throws `invalid_config` synchronously on a bad option. */
+export declare function stripe(options: StripePluginOptions): KavachStripePlugin
+
+export interface StripeBillingOptions extends StripePluginOptions {
+  database: DatabaseConfig
+  /** Resolves the signed-in user; without it the authenticated routes answer 401. */
+  auth?: (request: Request) => Promise<{ id: string } | null>
+}
+
+export interface StandaloneUser {
+  id: string
+  email: string
+  name?: string
+}
+
+export interface StripeBilling extends StripeBillingApi {
+  /** Answers the four endpoints under `basePath`; `null` when the request is not one of them. */
+  handleRequest(request: Request, basePath?: string): Promise<Response | null>
+  /** Creates or updates a `kavach_users` row (standalone deployments own that table). */
+  upsertUser(user: StandaloneUser): Promise<void>
+}
+
+/** The same billing without kavachOS, for Hono, Next.js, Express, ... */
+export declare function createStripeBilling(options: StripeBillingOptions): Promise<StripeBilling>
+
+/** A Stripe event as delivered to a webhook. */
+export interface StripeEvent {
+  id: string
+  object: 'event'
+  type: string
+  created: number
+  livemode?: boolean
+  api_version?: string | null
+  data: { object: Record<string, unknown>; previous_attributes?: Record<string, unknown> }
+  [key: string]: unknown
+}
+
+/**
+ * Verifies `Stripe-Signature` over the raw body and returns the event: a drop-in
+ * for the official SDK's `stripe.webhooks.constructEvent`. Throws an Error with
+ * a `signature_*`, `timestamp_out_of_tolerance` or `payload_invalid` code.
+ */
+export declare function constructEvent(
+  payload: Buffer | string,
+  header: string,
+  secret: string | readonly string[],
+  tolerance?: number,
+): StripeEvent
