@@ -70,7 +70,7 @@ class SqliteDb {
     return Object.fromEntries(rows.map((r) => [r.name, r.type.toUpperCase()]))
   }
   async close() {
-    this.db?.close()
+    if (this.db?.open) this.db.close()
     fs.rmSync(this.dir, { recursive: true, force: true })
   }
 }
