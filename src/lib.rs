@@ -3,7 +3,7 @@
 //! is the thin `#[napi]` layer that converts types for Node.
 
 pub mod billing;
-mod binding;
+pub mod binding;
 pub mod config;
 pub mod error;
 pub mod http;

@@ -303,7 +303,7 @@ mod tests {
             ("binding".into(), OptionValue::Other("object")),
         ]);
         let err = DatabaseOptions::from_host(&d1).unwrap_err();
-        assert!(err.to_string().contains("own `database`"));
+        assert!(err.to_string().contains("own `database"));
 
         let native = DatabaseOptions::from_host(&db("sqlite-native", "./app.db")).unwrap();
         assert_eq!(

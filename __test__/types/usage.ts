@@ -1,0 +1,84 @@
+// A typed usage example, checked with `tsc --noEmit` (npm run test:types):
+// the public types are precise and assignable to the kavachOS contract.
+import {
+  constructEvent,
+  createStripeBilling,
+  stripe,
+  StripeApiError,
+  type KavachStripeErrorCode,
+  type StripeEvent,
+  type Subscription,
+} from '../../index.js'
+
+// The host's shapes, as kavachos-plugin-contract.md describes them.
+interface ResolvedUser { id: string; email?: string; name?: string }
+interface EndpointContext { db: unknown; getUser(request: Request): Promise<ResolvedUser | null>; getSession(token: string): Promise<unknown> }
+interface PluginEndpoint {
+  method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE'
+  path: string
+  handler(request: Request, ctx: EndpointContext): Promise<Response>
+  metadata?: { requireAuth?: boolean; rateLimit?: { window: number; max: number }; description?: string }
+}
+interface KavachConfig { database: { provider: 'sqlite' | 'sqlite-native' | 'postgres' | 'mysql'; url: string; skipMigrations?: boolean } | { provider: 'd1'; binding: unknown } }
+interface PluginContext { db: unknown; config: KavachConfig; addEndpoint(ep: PluginEndpoint): void; addMigration(sql: string): void; sessionManager: unknown }
+interface KavachPlugin { id: string; init?(ctx: PluginContext): Promise<{ context?: Record<string, unknown> } | undefined> }
+
+const plugin = stripe({
+  secretKey: 'sk_test_123456789',
+  webhookSecret: ['whsec_a', 'whsec_b'],
+  onSubscriptionChange: async (userId: string, sub: Subscription) => {
+    const status: 'active' | 'trialing' | 'past_due' | 'canceled' | 'unpaid' | 'paused' | 'incomplete' | 'incomplete_expired' = sub.status
+    console.log(userId, status, sub.currentPeriodEnd?.toISOString(), sub.priceId ?? 'none', sub.cancelAtPeriodEnd)
+  },
+  prices: ['price_basic'],
+  maxClientTrialDays: 7,
+})
+const asHostPlugin: KavachPlugin = plugin
+void asHostPlugin
+
+async function underKavach(ctx: PluginContext): Promise<void> {
+  const { context } = await plugin.init(ctx)
+  const api = context.stripe
+  const customerId: string = await api.createCustomer('user_1', 'a@example.com', 'Ada')
+  const maybe: string | null = await api.getCustomerId('user_1')
+  const session = await api.createCheckoutSession('user_1', 'price_basic', { trialDays: 7, metadata: { campaign: 'x' } })
+  const sessionUrl: string = session.url
+  const portal = await api.createPortalSession('user_1', 'https://app.example/account')
+  const sub: Subscription | null = await api.getSubscription('user_1')
+  console.log(customerId, maybe, sessionUrl, session.sessionId, portal.url, sub?.id)
+  await api.close()
+}
+void underKavach
+
+async function standalone(): Promise<void> {
+  const billing = await createStripeBilling({
+    secretKey: 'sk_test_123456789',
+    database: { provider: 'postgres', url: 'postgres://localhost/app' },
+    auth: async (request: Request) => (request.headers.get('x-user') ? { id: 'u' } : null),
+  })
+  await billing.upsertUser({ id: 'u', email: 'u@example.com' })
+  const response: Response | null = await billing.handleRequest(new Request('http://localhost/api/auth/stripe/subscription'), '/api')
+  console.log(response?.status)
+  try {
+    await billing.createPortalSession('u', 'https://app.example')
+  } catch (error) {
+    if (error instanceof StripeApiError) {
+      const details: [string, string, number, string | undefined] = [error.code, error.type, error.statusCode, error.requestId]
+      console.log(details)
+    } else {
+      const code = (error as { code?: KavachStripeErrorCode }).code
+      console.log(code)
+    }
+  }
+  await billing.close()
+}
+void standalone
+
+const event: StripeEvent = constructEvent(Buffer.from('{}'), 't=1,v1=00', 'whsec_a', 300)
+const eventType: string = event.type
+console.log(eventType, event.data.object)
+
+// @ts-expect-error secretKey is required
+stripe({})
+// @ts-expect-error unknown options are type errors too
+stripe({ secretKey: 'sk_test_1', webhookSecrets: 'whsec_a' })
