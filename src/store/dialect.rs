@@ -196,8 +196,8 @@ pub static MYSQL: Dialect = Dialect {
     upsert_user: "INSERT INTO kavach_users (id, email, name, created_at, updated_at) \
         VALUES (?, ?, ?, UTC_TIMESTAMP(3), UTC_TIMESTAMP(3)) \
         ON DUPLICATE KEY UPDATE email = VALUES(email), name = VALUES(name), updated_at = UTC_TIMESTAMP(3)",
-    insert_checkout_session: "INSERT IGNORE INTO kavach_stripe_checkout_sessions (id, user_id, created_at) \
-        VALUES (?, ?, UNIX_TIMESTAMP())",
+    insert_checkout_session: "INSERT INTO kavach_stripe_checkout_sessions (id, user_id, created_at) \
+        VALUES (?, ?, UNIX_TIMESTAMP()) ON DUPLICATE KEY UPDATE id = id",
 };
 
 pub static SQLITE: Dialect = Dialect {
