@@ -8,7 +8,8 @@ import { startFakeStripe } from './helpers/fake-stripe.mjs'
 import { openDatabase } from './helpers/databases.mjs'
 import fs from 'node:fs'
 import path from 'node:path'
-import { spawnSync } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
+import Database from 'better-sqlite3'
 import { fileURLToPath } from 'node:url'
 
 const KEY = 'sk_test_sharing_0123456789'
@@ -20,8 +21,7 @@ let fake
 let db
 const apis = []
 
-// The host's better-sqlite3 runs in child processes: two SQLite copies in ONE
-// process do not see each other's POSIX locks (see README, "SQLite").
+// A host connection in another process.
 function hostSql(file, code) {
   const script = `const db = require('better-sqlite3')(process.argv[1]); db.pragma('busy_timeout = 10000'); ${code}`
   const result = spawnSync(process.execPath, ['-e', script, file], { cwd: here, encoding: 'utf8' })
@@ -64,11 +64,69 @@ test("the plugin's own database option overrides a sql.js host", async () => {
   assert.equal(await h.plugins.getContext().stripe.getSubscription('missing').catch((e) => e.code), 'user_not_found')
 })
 
-test('a shared SQLite file is switched to WAL, and rows the host wrote are read', async () => {
+test('a shared SQLite file is switched to WAL', async () => {
+  const h = await createHost({ database: db.config, plugins: [stripe({ secretKey: KEY, apiBase: fake.url })] })
+  apis.push(h.plugins.getContext().stripe)
+  // WAL is recorded in the file header (bytes 18 and 19 are 2).
+  assert.deepEqual([...fs.readFileSync(db.file).subarray(18, 20)], [2, 2])
+  assert.equal(await h.plugins.getContext().stripe.getCustomerId('shared'), null)
+})
+
+// kavachOS on sqlite-native: better-sqlite3 and this addon are two SQLite copies
+// in ONE process. Their locks must still exclude each other, and closing a host
+// connection must not pull the WAL from under our pool.
+test('in one process with the host: our writes wait for its lock, and its closes do not disturb us', async () => {
   const h = await createHost({ database: db.config, plugins: [stripe({ secretKey: KEY, apiBase: fake.url })] })
   const api = h.plugins.getContext().stripe
   apis.push(api)
-  // WAL is recorded in the file header (bytes 18 and 19 are 2).
-  assert.deepEqual([...fs.readFileSync(db.file).subarray(18, 20)], [2, 2])
-  assert.equal(await api.getCustomerId('shared'), null)
+  const hostDb = new Database(db.file)
+  hostDb.pragma('busy_timeout = 10000')
+  try {
+    hostDb.prepare("INSERT INTO kavach_users (id, email, created_at, updated_at) VALUES ('inproc', 'inproc@example.com', 1, 1)").run()
+    // A short-lived second host connection, opened and closed.
+    const brief = new Database(db.file)
+    brief.prepare('SELECT COUNT(*) FROM kavach_users').get()
+    brief.close()
+    assert.equal(await api.getCustomerId('inproc'), null, 'the row the host wrote is visible after another host connection closed')
+
+    hostDb.exec('BEGIN IMMEDIATE')
+    hostDb.prepare("UPDATE kavach_users SET name = 'host' WHERE id = 'inproc'").run()
+    let settledAt = 0
+    const pending = api.createCustomer('inproc', 'inproc@example.com').finally(() => { settledAt = Date.now() })
+    await new Promise((resolve) => setTimeout(resolve, 300))
+    const committedAt = Date.now()
+    hostDb.exec('COMMIT')
+    const customerId = await pending
+    assert.ok(settledAt >= committedAt, 'our write waited for the host transaction')
+    assert.deepEqual(hostDb.prepare("SELECT name, stripe_customer_id FROM kavach_users WHERE id = 'inproc'").get(), { name: 'host', stripe_customer_id: customerId })
+    assert.equal(hostDb.pragma('integrity_check', { simple: true }), 'ok')
+  } finally {
+    hostDb.close()
+  }
+  assert.ok(await api.getCustomerId('inproc'), 'still readable after the host connection closed')
+})
+
+test('across processes: our writes wait for the lock of a host in another process', async () => {
+  const h = await createHost({ database: db.config, plugins: [stripe({ secretKey: KEY, apiBase: fake.url })] })
+  const api = h.plugins.getContext().stripe
+  apis.push(api)
+  const hostScript = `
+    const db = require('better-sqlite3')(process.argv[1])
+    db.pragma('busy_timeout = 10000')
+    db.exec('BEGIN IMMEDIATE')
+    db.prepare("UPDATE kavach_users SET name = 'other process' WHERE id = 'shared'").run()
+    process.stdout.write('locked\\n')
+    setTimeout(() => { process.stdout.write('commit ' + Date.now() + '\\n'); db.exec('COMMIT'); db.close() }, 400)
+  `
+  const child = spawn(process.execPath, ['-e', hostScript, db.file], { cwd: here })
+  const exited = new Promise((resolve) => child.on('exit', resolve))
+  let output = ''
+  await new Promise((resolve) => child.stdout.on('data', (chunk) => { output += chunk; if (output.includes('locked')) resolve() }))
+  const customerId = await api.createCustomer('shared', 'shared@example.com')
+  const settledAt = Date.now()
+  assert.equal(await exited, 0)
+  const committedAt = Number(output.match(/commit (\d+)/)[1])
+  assert.ok(settledAt >= committedAt, 'our write waited for the other process')
+  const row = hostSql(db.file, `console.log(JSON.stringify(db.prepare("SELECT name, stripe_customer_id FROM kavach_users WHERE id = 'shared'").get()))`)
+  assert.deepEqual(JSON.parse(row), { name: 'other process', stripe_customer_id: customerId })
 })

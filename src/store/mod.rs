@@ -4,6 +4,7 @@
 
 mod dialect;
 mod migrate;
+mod sqlite_locks;
 mod target;
 
 use std::str::FromStr;
@@ -25,7 +26,6 @@ use crate::error::{BillingError, BillingResult};
 /// process (the host's better-sqlite3 included) before giving up.
 pub const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 const SERVER_POOL_MAX_CONNECTIONS: u32 = 10;
-const SQLITE_FILE_POOL_MAX_CONNECTIONS: u32 = 4;
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 
 enum DbPool {
@@ -97,6 +97,12 @@ impl Store {
             DatabaseTarget::SqliteFile { path } => {
                 // WAL and a busy timeout let the host's better-sqlite3 and this
                 // pool share the file; FULL sync makes a committed webhook durable.
+                // Locks that hold against the host's SQLite copy in this process
+                // (see sqlite_locks) need exactly one connection per file; SQLite
+                // serialises writers anyway.
+                sqlite_locks::install_process_safe_locks().map_err(|e| {
+                    BillingError::Database(format!("cannot set up SQLite locking: {e}"))
+                })?;
                 let options = SqliteConnectOptions::new()
                     .filename(path)
                     .create_if_missing(true)
@@ -104,7 +110,9 @@ impl Store {
                     .synchronous(SqliteSynchronous::Full)
                     .busy_timeout(SQLITE_BUSY_TIMEOUT);
                 let pool = SqlitePoolOptions::new()
-                    .max_connections(SQLITE_FILE_POOL_MAX_CONNECTIONS)
+                    .max_connections(1)
+                    .idle_timeout(None)
+                    .max_lifetime(None)
                     .acquire_timeout(ACQUIRE_TIMEOUT)
                     .connect_with(options)
                     .await

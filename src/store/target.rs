@@ -194,6 +194,11 @@ impl DatabaseOptions {
                     "the kavachOS host uses provider 'sqlite' (sql.js), which keeps the database in JavaScript memory and rewrites the file after each change, so the native side's writes would be lost. Use provider 'sqlite-native' in createKavach, or give stripe() its own `database: { provider, url }`".into(),
                 ))
             }
+            Provider::SqliteNative if source == DatabaseSource::Host && !super::sqlite_locks::SHARES_FILE_WITH_HOST_SAFELY => {
+                Err(BillingError::DatabaseUnsupported(
+                    "on this operating system the host's better-sqlite3 and this addon's SQLite cannot lock one file safely from the same process; give stripe() its own `database: { provider, url }`, or use Postgres or MySQL".into(),
+                ))
+            }
             Provider::Sqlite | Provider::SqliteNative => {
                 let path = sqlite_path(url);
                 if path.is_empty() {
