@@ -103,9 +103,18 @@ function billingApi(billing) {
   }
 }
 
+// onSubscriptionChange, made to always return a Promise (sync throws become rejections).
+function listenerOf(options) {
+  const listener = options !== null && typeof options === 'object' ? options.onSubscriptionChange : undefined
+  if (typeof listener !== 'function') return undefined
+  return async (userId, subscription) => {
+    await listener(userId, subscription)
+  }
+}
+
 /** The kavachOS plugin: `createKavach({ plugins: [stripe({...})] })`. */
 function stripe(options) {
-  const config = callSync(() => native.parseOptions(options, false))
+  const config = callSync(() => native.parseOptions(options, false, listenerOf(options)))
   return {
     id: 'kavach-stripe',
     async init(ctx) {
@@ -126,7 +135,7 @@ function stripe(options) {
 
 /** The same billing without kavachOS: mount `handleRequest` in any framework. */
 async function createStripeBilling(options) {
-  const config = callSync(() => native.parseOptions(options, true))
+  const config = callSync(() => native.parseOptions(options, true, listenerOf(options)))
   const billing = await callAsync(() => config.open(undefined))
   const endpoints = new Map(billing.endpoints().map((endpoint) => [endpoint.path, endpoint]))
   const resolveUser = options.auth ? (request) => options.auth(request) : async () => null

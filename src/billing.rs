@@ -1,11 +1,14 @@
 //! The billing service: the operations behind `api` and the endpoints, on top
 //! of the store and the Stripe client.
 
+use std::sync::Arc;
+
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::config::{is_stripe_id, BillingConfig, USER_ID_METADATA_KEY};
 use crate::error::{BillingError, BillingResult};
+use crate::events::{is_live, EventProcessor, SubscriptionListener};
 use crate::origin::parse_http_url;
 use crate::store::{DatabaseOptions, DatabaseSource, Store, UserRecord};
 use crate::stripe::{derived_idempotency_key, random_idempotency_key, FormBody, StripeClient};
@@ -57,6 +60,7 @@ pub struct BillingService {
     config: BillingConfig,
     store: Store,
     stripe: StripeClient,
+    listener: Option<Arc<dyn SubscriptionListener>>,
 }
 
 impl BillingService {
@@ -65,6 +69,7 @@ impl BillingService {
         config: BillingConfig,
         database: &DatabaseOptions,
         source: DatabaseSource,
+        listener: Option<Arc<dyn SubscriptionListener>>,
     ) -> BillingResult<Self> {
         let target = database.target(source)?;
         let stripe = StripeClient::new(&config)?;
@@ -77,6 +82,7 @@ impl BillingService {
             config,
             store,
             stripe,
+            listener,
         })
     }
 
@@ -217,7 +223,7 @@ impl BillingService {
                 "kavach_user_id is set by kavachos-stripe itself",
             ));
         }
-        if subscription_view(&user).is_some_and(|s| LIVE_STATUSES.contains(&s.status.as_str())) {
+        if subscription_view(&user).is_some_and(|s| is_live(&s.status)) {
             return Err(BillingError::SubscriptionActive);
         }
 
@@ -310,13 +316,16 @@ impl BillingService {
         self.store.upsert_user(user_id, email, name).await
     }
 
-    /// Applies a verified event. This version applies none (see
-    /// `BillingError::EventNotApplied`), so a delivery is never acknowledged
-    /// without its effect.
+    /// Applies a verified event exactly once (see `events::processor`).
     pub async fn apply_event(&self, event: &EventEnvelope) -> BillingResult<Value> {
         self.ensure_open()?;
-        let _ = event;
-        Err(BillingError::EventNotApplied)
+        let processor = EventProcessor {
+            config: &self.config,
+            store: &self.store,
+            stripe: &self.stripe,
+            listener: self.listener.as_deref(),
+        };
+        Ok(processor.process(event).await?.body())
     }
 
     pub async fn close(&self) {
@@ -351,7 +360,8 @@ impl BillingService {
     }
 }
 
-fn subscription_view(user: &UserRecord) -> Option<SubscriptionView> {
+/// The user's projected subscription, from the row's six columns.
+pub fn subscription_view(user: &UserRecord) -> Option<SubscriptionView> {
     let id = user.stripe_subscription_id.clone()?;
     Some(SubscriptionView {
         id,

@@ -3,15 +3,21 @@
 //! `{ code, message, stripe? }`; the JS wrapper rebuilds it into an `Error`
 //! with `code` (or a `StripeApiError`), in one place.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
-use napi::bindgen_prelude::{Buffer, JsObjectValue, Object, PromiseRaw, Unknown};
+use napi::bindgen_prelude::{
+    Buffer, FnArgs, Function, JsObjectValue, Object, Promise, PromiseRaw, Unknown,
+};
+use napi::threadsafe_function::ThreadsafeFunction;
 use napi::{Either, Env, JsValue, ValueType};
 use napi_derive::napi;
 
-use crate::billing::{BillingService, CheckoutOptions};
+use crate::billing::{BillingService, CheckoutOptions, SubscriptionView};
 use crate::config::{BillingConfig, ConfigMode};
 use crate::error::BillingError;
+use crate::events::SubscriptionListener;
 use crate::http::{self, HttpRequest, Route, ENDPOINTS, MAX_JSON_BODY_BYTES};
 use crate::option_value::OptionValue;
 use crate::store::{DatabaseOptions, DatabaseSource};
@@ -71,16 +77,51 @@ fn option_value(value: &Unknown<'_>, depth: usize) -> napi::Result<OptionValue> 
     })
 }
 
+type ListenerArgs = FnArgs<(String, NativeSubscription)>;
+/// Weak: a stored listener must not keep the Node process alive.
+type ListenerFunction =
+    ThreadsafeFunction<ListenerArgs, Promise<()>, ListenerArgs, napi::Status, false, true>;
+
+/// `onSubscriptionChange`, callable from any tokio task.
+struct JsSubscriptionListener(Arc<ListenerFunction>);
+
+impl SubscriptionListener for JsSubscriptionListener {
+    fn notify(
+        &self,
+        user_id: String,
+        subscription: SubscriptionView,
+    ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> {
+        let function = Arc::clone(&self.0);
+        Box::pin(async move {
+            let args: ListenerArgs = (user_id, native_subscription(subscription)).into();
+            // call_async_catch: a callback that throws becomes an Err, not a crash.
+            let promise = function
+                .call_async_catch(args)
+                .await
+                .map_err(|e| e.reason.clone())?;
+            promise.await.map_err(|e| e.reason.clone())
+        })
+    }
+}
+
 /// Validated options, held by the JS plugin object between `stripe()` and `init`.
 #[napi]
 pub struct NativeConfig {
     config: BillingConfig,
+    listener: Option<Arc<dyn SubscriptionListener>>,
 }
 
 /// Validates `stripe()` options (`standalone: false`) or
 /// `createStripeBilling()` options (`standalone: true`), synchronously.
-#[napi(ts_args_type = "options: unknown, standalone: boolean")]
-pub fn parse_options(options: Unknown<'_>, standalone: bool) -> napi::Result<NativeConfig> {
+/// `listener` is `onSubscriptionChange` wrapped to always return a Promise.
+#[napi(
+    ts_args_type = "options: unknown, standalone: boolean, listener?: ((userId: string, subscription: NativeSubscription) => Promise<void>) | undefined | null"
+)]
+pub fn parse_options(
+    options: Unknown<'_>,
+    standalone: bool,
+    listener: Option<Function<'_, ListenerArgs, Promise<()>>>,
+) -> napi::Result<NativeConfig> {
     let value = option_value(&options, 0).map_err(|e| coded("invalid_config", e.reason))?;
     let mode = if standalone {
         ConfigMode::Standalone
@@ -88,7 +129,19 @@ pub fn parse_options(options: Unknown<'_>, standalone: bool) -> napi::Result<Nat
         ConfigMode::Plugin
     };
     let config = BillingConfig::parse(&value, mode).map_err(to_js)?;
-    Ok(NativeConfig { config })
+    let listener = match listener {
+        Some(function) => {
+            let tsfn = function
+                .build_threadsafe_function()
+                .callee_handled::<false>()
+                .weak::<true>()
+                .build()
+                .map_err(|e| coded("internal_error", e.reason))?;
+            Some(Arc::new(JsSubscriptionListener(Arc::new(tsfn))) as Arc<dyn SubscriptionListener>)
+        }
+        None => None,
+    };
+    Ok(NativeConfig { config, listener })
 }
 
 #[napi]
@@ -105,6 +158,7 @@ impl NativeConfig {
         host_database: Unknown<'_>,
     ) -> napi::Result<PromiseRaw<'env, NativeBilling>> {
         let config = self.config.clone();
+        let listener = self.listener.clone();
         let (database, source) = match &config.database {
             Some(own) => (own.clone(), DatabaseSource::Options),
             None => {
@@ -117,7 +171,7 @@ impl NativeConfig {
             }
         };
         env.spawn_future(async move {
-            let service = BillingService::open(config, &database, source)
+            let service = BillingService::open(config, &database, source, listener)
                 .await
                 .map_err(to_js)?;
             Ok(NativeBilling {
@@ -175,6 +229,18 @@ pub struct NativeCheckoutOptions {
 pub struct NativeCheckoutSession {
     pub url: String,
     pub session_id: String,
+}
+
+fn native_subscription(view: SubscriptionView) -> NativeSubscription {
+    NativeSubscription {
+        id: view.id,
+        status: view.status,
+        price_id: view.price_id,
+        current_period_end: view
+            .current_period_end
+            .and_then(|secs| chrono::DateTime::from_timestamp(secs, 0)),
+        cancel_at_period_end: view.cancel_at_period_end,
+    }
 }
 
 /// The contract's routing: the endpoint path a request maps to, if any.

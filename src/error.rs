@@ -50,11 +50,17 @@ pub enum BillingError {
     #[error("Stripe could not be reached: {0}")]
     StripeUnreachable(String),
 
-    /// This version verifies webhook deliveries but applies no events yet; it
-    /// answers 503 so Stripe keeps each event and redelivers it (for up to
-    /// three days) instead of dropping it.
-    #[error("this version of kavachos-stripe verifies webhooks but does not apply events yet; Stripe will redeliver")]
-    EventNotApplied,
+    /// A verified webhook body that is not a usable Stripe event.
+    #[error("{0}")]
+    PayloadInvalid(String),
+
+    /// Another delivery of the same event is still being handled; Stripe retries.
+    #[error("this event is being handled by another delivery; retry later")]
+    EventInProgress,
+
+    /// The app's `onSubscriptionChange` threw or rejected; Stripe retries.
+    #[error("onSubscriptionChange failed: {0}")]
+    ListenerFailed(String),
 
     #[error("internal error in kavachos-stripe: {0}")]
     Internal(String),
@@ -91,7 +97,9 @@ impl BillingError {
             Self::InvalidJson => "invalid_json",
             Self::StripeApi(e) => e.code.as_deref().unwrap_or("stripe_api_error"),
             Self::StripeUnreachable(_) => "stripe_unreachable",
-            Self::EventNotApplied => "event_not_applied",
+            Self::PayloadInvalid(_) => "payload_invalid",
+            Self::EventInProgress => "event_in_progress",
+            Self::ListenerFailed(_) => "subscription_listener_failed",
             Self::Internal(_) => "internal_error",
         }
     }
@@ -105,7 +113,9 @@ impl BillingError {
             Self::NoCustomer | Self::SubscriptionActive => 409,
             Self::StripeApi(e) => e.endpoint_status(),
             Self::StripeUnreachable(_) => 502,
-            Self::EventNotApplied => 503,
+            Self::PayloadInvalid(_) => 400,
+            Self::EventInProgress => 409,
+            Self::ListenerFailed(_) => 500,
             Self::InvalidConfig { .. }
             | Self::DatabaseUnsupported(_)
             | Self::Database(_)

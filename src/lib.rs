@@ -6,6 +6,7 @@ pub mod billing;
 pub mod binding;
 pub mod config;
 pub mod error;
+pub mod events;
 pub mod http;
 pub mod option_value;
 pub mod origin;

@@ -5,6 +5,8 @@ import http from 'node:http'
 export async function startFakeStripe() {
   const requests = []
   const queued = []
+  /** GET path -> object: what Stripe "holds" (the truth for re-fetches). */
+  const objects = new Map()
   let counter = 0
   const server = http.createServer((req, res) => {
     const chunks = []
@@ -30,6 +32,7 @@ export async function startFakeStripe() {
       if (req.method === 'POST' && req.url === '/v1/billing_portal/sessions') {
         return reply(200, { id: `bps_fake_${counter}`, object: 'billing_portal.session', url: `https://billing.stripe.test/p/session/${counter}` })
       }
+      if (req.method === 'GET' && objects.has(req.url)) return reply(200, objects.get(req.url))
       reply(404, { error: { type: 'invalid_request_error', code: 'resource_missing', message: `No such route: ${req.url}` } })
     })
   })
@@ -37,6 +40,7 @@ export async function startFakeStripe() {
   return {
     url: `http://127.0.0.1:${server.address().port}`,
     requests,
+    objects,
     /** Queue a handler `(req, res, record) => void` for the next request. */
     enqueue: (handler) => queued.push(handler),
     async close() {

@@ -28,6 +28,26 @@ pub struct Dialect {
     pub link_customer: &'static str,
     pub upsert_user: &'static str,
     pub insert_checkout_session: &'static str,
+
+    // The event ledger.
+    pub claim_event: &'static str,
+    pub read_event: &'static str,
+    pub take_over_event: &'static str,
+    pub finish_event: &'static str,
+    pub release_event: &'static str,
+    pub mark_notified: &'static str,
+
+    // Subscriptions and the projection.
+    pub checkout_session_user: &'static str,
+    pub user_by_customer: &'static str,
+    pub unlink_customer: &'static str,
+    pub lock_user: &'static str,
+    pub select_subscription: &'static str,
+    pub lock_subscription: &'static str,
+    pub upsert_subscription: &'static str,
+    pub set_subscription_status: &'static str,
+    pub user_subscriptions: &'static str,
+    pub write_projection: &'static str,
 }
 
 /// The six Stripe columns of `kavach_users`.
@@ -96,6 +116,8 @@ pub static POSTGRES: Dialect = Dialect {
             created BIGINT NOT NULL,
             state TEXT NOT NULL,
             detail TEXT,
+            notify_user_id TEXT,
+            lease_until BIGINT NOT NULL,
             received_at BIGINT NOT NULL,
             handled_at BIGINT
         )",
@@ -117,6 +139,22 @@ pub static POSTGRES: Dialect = Dialect {
         ON CONFLICT (id) DO UPDATE SET email = EXCLUDED.email, name = EXCLUDED.name, updated_at = now()",
     insert_checkout_session: "INSERT INTO kavach_stripe_checkout_sessions (id, user_id, created_at) \
         VALUES ($1, $2, CAST(EXTRACT(EPOCH FROM now()) AS BIGINT)) ON CONFLICT (id) DO NOTHING",
+    claim_event: "INSERT INTO kavach_stripe_events (id, type, created, state, lease_until, received_at) VALUES ($1, $2, $3, 'processing', $4, $5) ON CONFLICT (id) DO NOTHING",
+    read_event: "SELECT state, lease_until, notify_user_id FROM kavach_stripe_events WHERE id = $1",
+    take_over_event: "UPDATE kavach_stripe_events SET lease_until = $1 WHERE id = $2 AND state = 'processing' AND lease_until < $3",
+    finish_event: "UPDATE kavach_stripe_events SET state = $1, detail = $2, notify_user_id = $3, handled_at = CAST(EXTRACT(EPOCH FROM now()) AS BIGINT) WHERE id = $4",
+    release_event: "DELETE FROM kavach_stripe_events WHERE id = $1 AND state = 'processing'",
+    mark_notified: "UPDATE kavach_stripe_events SET state = 'done', notify_user_id = NULL WHERE id = $1 AND state = 'notify'",
+    checkout_session_user: "SELECT user_id FROM kavach_stripe_checkout_sessions WHERE id = $1",
+    user_by_customer: "SELECT id FROM kavach_users WHERE stripe_customer_id = $1",
+    unlink_customer: "UPDATE kavach_users SET stripe_customer_id = NULL, updated_at = now() WHERE stripe_customer_id = $1",
+    lock_user: "SELECT id FROM kavach_users WHERE id = $1 FOR UPDATE",
+    select_subscription: "SELECT user_id, status, last_event_created FROM kavach_stripe_subscriptions WHERE id = $1",
+    lock_subscription: "SELECT user_id, status, last_event_created FROM kavach_stripe_subscriptions WHERE id = $1 FOR UPDATE",
+    upsert_subscription: "INSERT INTO kavach_stripe_subscriptions (id, customer_id, user_id, status, items, price_id, current_period_end, cancel_at_period_end, cancel_at, trial_end, created, last_event_created, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, CAST(EXTRACT(EPOCH FROM now()) AS BIGINT)) ON CONFLICT (id) DO UPDATE SET user_id = COALESCE(EXCLUDED.user_id, kavach_stripe_subscriptions.user_id), customer_id = EXCLUDED.customer_id, status = EXCLUDED.status, items = EXCLUDED.items, price_id = EXCLUDED.price_id, current_period_end = EXCLUDED.current_period_end, cancel_at_period_end = EXCLUDED.cancel_at_period_end, cancel_at = EXCLUDED.cancel_at, trial_end = EXCLUDED.trial_end, created = EXCLUDED.created, last_event_created = EXCLUDED.last_event_created, updated_at = EXCLUDED.updated_at",
+    set_subscription_status: "UPDATE kavach_stripe_subscriptions SET status = $1, last_event_created = $2, updated_at = CAST(EXTRACT(EPOCH FROM now()) AS BIGINT) WHERE id = $3",
+    user_subscriptions: "SELECT id, status, created, price_id, current_period_end, cancel_at_period_end, cancel_at FROM kavach_stripe_subscriptions WHERE user_id = $1",
+    write_projection: "UPDATE kavach_users SET stripe_subscription_id = $1, stripe_subscription_status = $2, stripe_price_id = $3, stripe_current_period_end = to_timestamp(CAST($4 AS DOUBLE PRECISION)), stripe_cancel_at_period_end = $5, updated_at = now() WHERE id = $6",
 };
 
 pub static MYSQL: Dialect = Dialect {
@@ -177,6 +215,8 @@ pub static MYSQL: Dialect = Dialect {
             created BIGINT NOT NULL,
             state VARCHAR(16) NOT NULL,
             detail TEXT,
+            notify_user_id VARCHAR(255),
+            lease_until BIGINT NOT NULL,
             received_at BIGINT NOT NULL,
             handled_at BIGINT
         ) DEFAULT CHARSET = utf8mb4",
@@ -198,6 +238,24 @@ pub static MYSQL: Dialect = Dialect {
         ON DUPLICATE KEY UPDATE email = VALUES(email), name = VALUES(name), updated_at = UTC_TIMESTAMP(3)",
     insert_checkout_session: "INSERT INTO kavach_stripe_checkout_sessions (id, user_id, created_at) \
         VALUES (?, ?, UNIX_TIMESTAMP()) ON DUPLICATE KEY UPDATE id = id",
+    // sqlx connects with CLIENT_FOUND_ROWS, under which ON DUPLICATE KEY UPDATE
+    // reports an untouched duplicate as affected; IGNORE reports it as 0.
+    claim_event: "INSERT IGNORE INTO kavach_stripe_events (id, type, created, state, lease_until, received_at) VALUES (?, ?, ?, 'processing', ?, ?)",
+    read_event: "SELECT state, lease_until, notify_user_id FROM kavach_stripe_events WHERE id = ?",
+    take_over_event: "UPDATE kavach_stripe_events SET lease_until = ? WHERE id = ? AND state = 'processing' AND lease_until < ?",
+    finish_event: "UPDATE kavach_stripe_events SET state = ?, detail = ?, notify_user_id = ?, handled_at = UNIX_TIMESTAMP() WHERE id = ?",
+    release_event: "DELETE FROM kavach_stripe_events WHERE id = ? AND state = 'processing'",
+    mark_notified: "UPDATE kavach_stripe_events SET state = 'done', notify_user_id = NULL WHERE id = ? AND state = 'notify'",
+    checkout_session_user: "SELECT user_id FROM kavach_stripe_checkout_sessions WHERE id = ?",
+    user_by_customer: "SELECT id FROM kavach_users WHERE stripe_customer_id = ?",
+    unlink_customer: "UPDATE kavach_users SET stripe_customer_id = NULL, updated_at = UTC_TIMESTAMP(3) WHERE stripe_customer_id = ?",
+    lock_user: "SELECT id FROM kavach_users WHERE id = ? FOR UPDATE",
+    select_subscription: "SELECT user_id, status, last_event_created FROM kavach_stripe_subscriptions WHERE id = ?",
+    lock_subscription: "SELECT user_id, status, last_event_created FROM kavach_stripe_subscriptions WHERE id = ? FOR UPDATE",
+    upsert_subscription: "INSERT INTO kavach_stripe_subscriptions (id, customer_id, user_id, status, items, price_id, current_period_end, cancel_at_period_end, cancel_at, trial_end, created, last_event_created, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, UNIX_TIMESTAMP()) ON DUPLICATE KEY UPDATE user_id = COALESCE(VALUES(user_id), user_id), customer_id = VALUES(customer_id), status = VALUES(status), items = VALUES(items), price_id = VALUES(price_id), current_period_end = VALUES(current_period_end), cancel_at_period_end = VALUES(cancel_at_period_end), cancel_at = VALUES(cancel_at), trial_end = VALUES(trial_end), created = VALUES(created), last_event_created = VALUES(last_event_created), updated_at = VALUES(updated_at)",
+    set_subscription_status: "UPDATE kavach_stripe_subscriptions SET status = ?, last_event_created = ?, updated_at = UNIX_TIMESTAMP() WHERE id = ?",
+    user_subscriptions: "SELECT id, status, created, price_id, current_period_end, cancel_at_period_end, cancel_at FROM kavach_stripe_subscriptions WHERE user_id = ?",
+    write_projection: "UPDATE kavach_users SET stripe_subscription_id = ?, stripe_subscription_status = ?, stripe_price_id = ?, stripe_current_period_end = FROM_UNIXTIME(?), stripe_cancel_at_period_end = ?, updated_at = UTC_TIMESTAMP(3) WHERE id = ?",
 };
 
 pub static SQLITE: Dialect = Dialect {
@@ -258,6 +316,8 @@ pub static SQLITE: Dialect = Dialect {
             created INTEGER NOT NULL,
             state TEXT NOT NULL,
             detail TEXT,
+            notify_user_id TEXT,
+            lease_until INTEGER NOT NULL,
             received_at INTEGER NOT NULL,
             handled_at INTEGER
         )",
@@ -278,4 +338,20 @@ pub static SQLITE: Dialect = Dialect {
         ON CONFLICT (id) DO UPDATE SET email = excluded.email, name = excluded.name, updated_at = unixepoch()",
     insert_checkout_session: "INSERT INTO kavach_stripe_checkout_sessions (id, user_id, created_at) \
         VALUES (?, ?, unixepoch()) ON CONFLICT (id) DO NOTHING",
+    claim_event: "INSERT INTO kavach_stripe_events (id, type, created, state, lease_until, received_at) VALUES (?, ?, ?, 'processing', ?, ?) ON CONFLICT (id) DO NOTHING",
+    read_event: "SELECT state, lease_until, notify_user_id FROM kavach_stripe_events WHERE id = ?",
+    take_over_event: "UPDATE kavach_stripe_events SET lease_until = ? WHERE id = ? AND state = 'processing' AND lease_until < ?",
+    finish_event: "UPDATE kavach_stripe_events SET state = ?, detail = ?, notify_user_id = ?, handled_at = unixepoch() WHERE id = ?",
+    release_event: "DELETE FROM kavach_stripe_events WHERE id = ? AND state = 'processing'",
+    mark_notified: "UPDATE kavach_stripe_events SET state = 'done', notify_user_id = NULL WHERE id = ? AND state = 'notify'",
+    checkout_session_user: "SELECT user_id FROM kavach_stripe_checkout_sessions WHERE id = ?",
+    user_by_customer: "SELECT id FROM kavach_users WHERE stripe_customer_id = ?",
+    unlink_customer: "UPDATE kavach_users SET stripe_customer_id = NULL, updated_at = unixepoch() WHERE stripe_customer_id = ?",
+    lock_user: "SELECT id FROM kavach_users WHERE id = ?",
+    select_subscription: "SELECT user_id, status, last_event_created FROM kavach_stripe_subscriptions WHERE id = ?",
+    lock_subscription: "SELECT user_id, status, last_event_created FROM kavach_stripe_subscriptions WHERE id = ?",
+    upsert_subscription: "INSERT INTO kavach_stripe_subscriptions (id, customer_id, user_id, status, items, price_id, current_period_end, cancel_at_period_end, cancel_at, trial_end, created, last_event_created, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, unixepoch()) ON CONFLICT (id) DO UPDATE SET user_id = COALESCE(excluded.user_id, user_id), customer_id = excluded.customer_id, status = excluded.status, items = excluded.items, price_id = excluded.price_id, current_period_end = excluded.current_period_end, cancel_at_period_end = excluded.cancel_at_period_end, cancel_at = excluded.cancel_at, trial_end = excluded.trial_end, created = excluded.created, last_event_created = excluded.last_event_created, updated_at = excluded.updated_at",
+    set_subscription_status: "UPDATE kavach_stripe_subscriptions SET status = ?, last_event_created = ?, updated_at = unixepoch() WHERE id = ?",
+    user_subscriptions: "SELECT id, status, created, price_id, current_period_end, cancel_at_period_end, cancel_at FROM kavach_stripe_subscriptions WHERE user_id = ?",
+    write_projection: "UPDATE kavach_users SET stripe_subscription_id = ?, stripe_subscription_status = ?, stripe_price_id = ?, stripe_current_period_end = ?, stripe_cancel_at_period_end = ?, updated_at = unixepoch() WHERE id = ?",
 };

@@ -46,6 +46,53 @@ macro_rules! dispatch {
     };
 }
 
+mod ledger;
+mod subscriptions;
+
+pub use ledger::{Claim, EventState};
+pub use subscriptions::{ApplyOutcome, SubscriptionChange, SubscriptionWrite};
+
+/// Opens a write transaction. SQLite takes the write lock up front
+/// (`BEGIN IMMEDIATE`), so concurrent writers wait for the busy timeout
+/// instead of failing when a read transaction tries to upgrade.
+trait BeginWrite {
+    type Db: sqlx::Database;
+    fn begin_write(
+        &self,
+    ) -> impl std::future::Future<Output = Result<sqlx::Transaction<'static, Self::Db>, sqlx::Error>>
+           + Send;
+}
+
+impl BeginWrite for PgPool {
+    type Db = sqlx::Postgres;
+    fn begin_write(
+        &self,
+    ) -> impl std::future::Future<Output = Result<sqlx::Transaction<'static, Self::Db>, sqlx::Error>>
+           + Send {
+        self.begin()
+    }
+}
+
+impl BeginWrite for MySqlPool {
+    type Db = sqlx::MySql;
+    fn begin_write(
+        &self,
+    ) -> impl std::future::Future<Output = Result<sqlx::Transaction<'static, Self::Db>, sqlx::Error>>
+           + Send {
+        self.begin()
+    }
+}
+
+impl BeginWrite for SqlitePool {
+    type Db = sqlx::Sqlite;
+    fn begin_write(
+        &self,
+    ) -> impl std::future::Future<Output = Result<sqlx::Transaction<'static, Self::Db>, sqlx::Error>>
+           + Send {
+        self.begin_with("BEGIN IMMEDIATE")
+    }
+}
+
 pub struct Store {
     pool: DbPool,
     sql: &'static Dialect,
@@ -63,6 +110,28 @@ pub struct UserRecord {
     pub stripe_price_id: Option<String>,
     pub stripe_current_period_end: Option<i64>,
     pub stripe_cancel_at_period_end: bool,
+}
+
+/// Reads a row of `Dialect::select_user`.
+fn user_from_row<R: Row>(row: &R) -> Result<UserRecord, sqlx::Error>
+where
+    usize: sqlx::ColumnIndex<R>,
+    String: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    Option<String>: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    Option<i64>: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    bool: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    Ok(UserRecord {
+        id: row.try_get(0)?,
+        email: row.try_get(1)?,
+        name: row.try_get(2)?,
+        stripe_customer_id: row.try_get(3)?,
+        stripe_subscription_id: row.try_get(4)?,
+        stripe_subscription_status: row.try_get(5)?,
+        stripe_price_id: row.try_get(6)?,
+        stripe_current_period_end: row.try_get(7)?,
+        stripe_cancel_at_period_end: row.try_get(8)?,
+    })
 }
 
 impl Store {
@@ -89,6 +158,18 @@ impl Store {
                 let pool = MySqlPoolOptions::new()
                     .max_connections(SERVER_POOL_MAX_CONNECTIONS)
                     .acquire_timeout(ACQUIRE_TIMEOUT)
+                    // Reads after a row lock must see what was committed before
+                    // it (as on Postgres), not a snapshot from earlier.
+                    .after_connect(|conn, _| {
+                        Box::pin(async move {
+                            sqlx::Executor::execute(
+                                &mut *conn,
+                                "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
+                            )
+                            .await?;
+                            Ok(())
+                        })
+                    })
                     .connect_with(options)
                     .await
                     .map_err(connect_error)?;
@@ -154,19 +235,7 @@ impl Store {
                 .bind(user_id)
                 .fetch_optional(pool)
                 .await?
-                .map(|row| -> Result<UserRecord, sqlx::Error> {
-                    Ok(UserRecord {
-                        id: row.try_get(0)?,
-                        email: row.try_get(1)?,
-                        name: row.try_get(2)?,
-                        stripe_customer_id: row.try_get(3)?,
-                        stripe_subscription_id: row.try_get(4)?,
-                        stripe_subscription_status: row.try_get(5)?,
-                        stripe_price_id: row.try_get(6)?,
-                        stripe_current_period_end: row.try_get(7)?,
-                        stripe_cancel_at_period_end: row.try_get(8)?,
-                    })
-                })
+                .map(|row| user_from_row(&row))
                 .transpose()?
         });
         Ok(row)
@@ -187,7 +256,7 @@ impl Store {
         if affected > 0 {
             return Ok(true);
         }
-        // MySQL counts a row whose values did not change as unaffected.
+        // No row matched: the user is gone or holds another customer; say which.
         Ok(self
             .find_user(user_id)
             .await?

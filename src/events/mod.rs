@@ -1,0 +1,15 @@
+//! The event model: reading Stripe objects, ordering, the projection rule,
+//! and the processor that applies verified events.
+
+mod ordering;
+mod processor;
+mod projection;
+mod snapshot;
+
+pub use ordering::{decide, Ordering};
+pub use processor::{EventOutcome, EventProcessor, SubscriptionListener, WEBHOOK_FETCH_BUDGET};
+pub use projection::{is_live, project, Projection, StoredSubscription, LIVE_STATUSES};
+pub use snapshot::{
+    customer_metadata_user, invoice_subscription_id, object_id, CheckoutCompletion, SnapshotError,
+    SubscriptionItem, SubscriptionSnapshot,
+};

@@ -1,0 +1,486 @@
+//! Applying verified events exactly once, in any order, under Stripe's
+//! at-least-once delivery, and notifying the app at least once per real change.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::snapshot::{
+    customer_metadata_user, invoice_subscription_id, object_id, CheckoutCompletion,
+    SubscriptionSnapshot,
+};
+use crate::billing::{subscription_view, SubscriptionView};
+use crate::config::BillingConfig;
+use crate::error::{BillingError, BillingResult};
+use crate::store::{ApplyOutcome, Claim, EventState, Store, SubscriptionChange, SubscriptionWrite};
+use crate::stripe::StripeClient;
+use crate::webhook::EventEnvelope;
+
+/// All Stripe fetches one webhook delivery may make share this budget: far
+/// below Stripe's delivery timeout, so a slow Stripe becomes our 5xx (and a
+/// retry) rather than a timed-out delivery.
+pub const WEBHOOK_FETCH_BUDGET: Duration = Duration::from_secs(5);
+/// How long a claim protects an event being handled; a delivery that died
+/// leaves it to expire, and a later retry takes over.
+const LEASE_SECS: i64 = 60;
+/// How long a delivery waits for another delivery of the same event.
+const WAIT_FOR_OTHER_DELIVERY: Duration = Duration::from_secs(10);
+const POLL_INTERVAL: Duration = Duration::from_millis(50);
+
+const HANDLED_TYPES: [&str; 6] = [
+    "checkout.session.completed",
+    "customer.subscription.created",
+    "customer.subscription.updated",
+    "customer.subscription.deleted",
+    "invoice.payment_failed",
+    "customer.deleted",
+];
+
+/// The app's `onSubscriptionChange`.
+pub trait SubscriptionListener: Send + Sync {
+    fn notify(
+        &self,
+        user_id: String,
+        subscription: SubscriptionView,
+    ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventOutcome {
+    Applied,
+    Duplicate,
+    Ignored(&'static str),
+    Unhandled,
+}
+
+impl EventOutcome {
+    pub fn body(&self) -> Value {
+        match self {
+            Self::Applied | Self::Unhandled => serde_json::json!({ "received": true }),
+            Self::Duplicate => serde_json::json!({ "received": true, "duplicate": true }),
+            Self::Ignored(reason) => serde_json::json!({ "received": true, "ignored": reason }),
+        }
+    }
+}
+
+pub struct EventProcessor<'a> {
+    pub config: &'a BillingConfig,
+    pub store: &'a Store,
+    pub stripe: &'a StripeClient,
+    pub listener: Option<&'a dyn SubscriptionListener>,
+}
+
+/// A handled event: its outcome and the user owed a notification.
+struct Handled {
+    outcome: EventOutcome,
+    notify_user: Option<String>,
+}
+
+impl Handled {
+    fn ignored(reason: &'static str) -> Self {
+        Self {
+            outcome: EventOutcome::Ignored(reason),
+            notify_user: None,
+        }
+    }
+}
+
+fn now_secs() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+impl EventProcessor<'_> {
+    pub async fn process(&self, event: &EventEnvelope) -> BillingResult<EventOutcome> {
+        if !HANDLED_TYPES.contains(&event.event_type.as_str()) {
+            return Ok(EventOutcome::Unhandled);
+        }
+        let waited_until = Instant::now() + WAIT_FOR_OTHER_DELIVERY;
+        loop {
+            match self
+                .store
+                .claim_event(
+                    &event.id,
+                    &event.event_type,
+                    event.created,
+                    now_secs(),
+                    LEASE_SECS,
+                )
+                .await?
+            {
+                Claim::Claimed => break,
+                Claim::Finished => return Ok(EventOutcome::Duplicate),
+                Claim::Notify { user_id } => {
+                    self.deliver(&event.id, &user_id).await?;
+                    return Ok(EventOutcome::Duplicate);
+                }
+                Claim::InProgress if Instant::now() >= waited_until => {
+                    return Err(BillingError::EventInProgress)
+                }
+                Claim::InProgress => tokio::time::sleep(POLL_INTERVAL).await,
+            }
+        }
+        let deadline = Instant::now() + WEBHOOK_FETCH_BUDGET;
+        match self.handle(event, deadline).await {
+            Ok(handled) => {
+                if let Some(user_id) = handled.notify_user {
+                    self.deliver(&event.id, &user_id).await?;
+                }
+                Ok(handled.outcome)
+            }
+            Err(error) => {
+                // Nothing was recorded as handled: Stripe's retry does it all
+                // again. (If even this fails, the lease expires.)
+                let _ = self.store.release_event(&event.id).await;
+                Err(error)
+            }
+        }
+    }
+
+    /// Calls `onSubscriptionChange` with the user's projection as it is now,
+    /// then marks the notification delivered.
+    async fn deliver(&self, event_id: &str, user_id: &str) -> BillingResult<()> {
+        if let Some(listener) = self.listener {
+            if let Some(view) = self
+                .store
+                .find_user(user_id)
+                .await?
+                .as_ref()
+                .and_then(subscription_view)
+            {
+                listener
+                    .notify(user_id.to_owned(), view)
+                    .await
+                    .map_err(BillingError::ListenerFailed)?;
+            }
+        }
+        self.store.mark_notified(event_id).await
+    }
+
+    async fn handle(&self, event: &EventEnvelope, deadline: Instant) -> BillingResult<Handled> {
+        let object = &event.object;
+        match event.event_type.as_str() {
+            "customer.subscription.created"
+            | "customer.subscription.updated"
+            | "customer.subscription.deleted" => {
+                let mut snapshot = SubscriptionSnapshot::from_json(object)
+                    .map_err(|e| BillingError::PayloadInvalid(e.to_string()))?;
+                if event.event_type == "customer.subscription.deleted" {
+                    snapshot.status = "canceled".to_owned();
+                }
+                self.apply_snapshot(event, snapshot, false, None, deadline)
+                    .await
+            }
+            "checkout.session.completed" => {
+                let completion = CheckoutCompletion::from_json(object)
+                    .map_err(|e| BillingError::PayloadInvalid(e.to_string()))?;
+                self.checkout_completed(event, &completion, deadline).await
+            }
+            "invoice.payment_failed" => {
+                let Some(subscription_id) = invoice_subscription_id(object) else {
+                    self.store
+                        .finish_event(
+                            &event.id,
+                            EventState::Ignored,
+                            Some("not a subscription invoice"),
+                        )
+                        .await?;
+                    return Ok(Handled::ignored("not a subscription invoice"));
+                };
+                self.payment_failed(event, &subscription_id, deadline).await
+            }
+            "customer.deleted" => {
+                let customer_id = object_id(object)
+                    .ok_or_else(|| BillingError::PayloadInvalid("the customer has no id".into()))?;
+                self.store.unlink_customer(&customer_id).await?;
+                self.store
+                    .finish_event(&event.id, EventState::Done, None)
+                    .await?;
+                Ok(Handled {
+                    outcome: EventOutcome::Applied,
+                    notify_user: None,
+                })
+            }
+            _ => Ok(Handled {
+                outcome: EventOutcome::Unhandled,
+                notify_user: None,
+            }),
+        }
+    }
+
+    async fn checkout_completed(
+        &self,
+        event: &EventEnvelope,
+        completion: &CheckoutCompletion,
+        deadline: Instant,
+    ) -> BillingResult<Handled> {
+        // client_reference_id is trusted only for sessions this package created.
+        let recorded_user = self
+            .store
+            .checkout_session_user(&completion.session_id)
+            .await?;
+        if completion.mode == "subscription" {
+            let Some(subscription_id) = &completion.subscription_id else {
+                return Err(BillingError::PayloadInvalid(
+                    "a subscription checkout without a subscription".into(),
+                ));
+            };
+            let Some(snapshot) = self.fetch_subscription(subscription_id, deadline).await? else {
+                self.store
+                    .finish_event(
+                        &event.id,
+                        EventState::Ignored,
+                        Some("the subscription is gone at Stripe"),
+                    )
+                    .await?;
+                return Ok(Handled::ignored("the subscription is gone at Stripe"));
+            };
+            return self
+                .apply_snapshot(event, snapshot, true, recorded_user, deadline)
+                .await;
+        }
+        // payment and setup modes: link the customer only.
+        let Some(customer_id) = &completion.customer_id else {
+            self.store
+                .finish_event(&event.id, EventState::Ignored, Some("no customer"))
+                .await?;
+            return Ok(Handled::ignored("no customer"));
+        };
+        match self
+            .resolve_user(customer_id, recorded_user, None, deadline)
+            .await?
+        {
+            Some(_) => {
+                self.store
+                    .finish_event(&event.id, EventState::Done, None)
+                    .await?;
+                Ok(Handled {
+                    outcome: EventOutcome::Applied,
+                    notify_user: None,
+                })
+            }
+            None => {
+                self.store
+                    .finish_event(
+                        &event.id,
+                        EventState::Ignored,
+                        Some("no user owns this customer"),
+                    )
+                    .await?;
+                Ok(Handled::ignored("no user owns this customer"))
+            }
+        }
+    }
+
+    async fn payment_failed(
+        &self,
+        event: &EventEnvelope,
+        subscription_id: &str,
+        deadline: Instant,
+    ) -> BillingResult<Handled> {
+        let Some(facts) = self.store.subscription_facts(subscription_id).await? else {
+            return self.apply_fetched(event, subscription_id, deadline).await;
+        };
+        let write = SubscriptionWrite {
+            event_id: &event.id,
+            event_created: event.created,
+            user_id: facts.user_id.as_deref(),
+            change: SubscriptionChange::PaymentFailed {
+                subscription_id: subscription_id.to_owned(),
+            },
+            notify: self.listener.is_some(),
+        };
+        match self.store.apply_subscription(&write).await? {
+            ApplyOutcome::NeedsRefetch | ApplyOutcome::UnknownSubscription => {
+                self.apply_fetched(event, subscription_id, deadline).await
+            }
+            outcome => handled_from(outcome),
+        }
+    }
+
+    /// Fetches a subscription from Stripe and applies it as the truth.
+    async fn apply_fetched(
+        &self,
+        event: &EventEnvelope,
+        subscription_id: &str,
+        deadline: Instant,
+    ) -> BillingResult<Handled> {
+        match self.fetch_subscription(subscription_id, deadline).await? {
+            Some(snapshot) => {
+                self.apply_snapshot(event, snapshot, true, None, deadline)
+                    .await
+            }
+            None => {
+                self.store
+                    .finish_event(
+                        &event.id,
+                        EventState::Ignored,
+                        Some("the subscription is gone at Stripe"),
+                    )
+                    .await?;
+                Ok(Handled::ignored("the subscription is gone at Stripe"))
+            }
+        }
+    }
+
+    async fn apply_snapshot(
+        &self,
+        event: &EventEnvelope,
+        mut snapshot: SubscriptionSnapshot,
+        mut authoritative: bool,
+        known_user: Option<String>,
+        deadline: Instant,
+    ) -> BillingResult<Handled> {
+        if let Some(products) = &self.config.products {
+            if !snapshot.has_any_product(products) {
+                self.store
+                    .finish_event(
+                        &event.id,
+                        EventState::Ignored,
+                        Some("none of the configured products"),
+                    )
+                    .await?;
+                return Ok(Handled::ignored("none of the configured products"));
+            }
+        }
+        let metadata_user = snapshot.metadata_user_id.clone();
+        let user_id = self
+            .resolve_user(&snapshot.customer_id, known_user, metadata_user, deadline)
+            .await?;
+        // A same-second event is settled by Stripe's current state: at most
+        // one fetch, then the fetched truth applies.
+        for _ in 0..2 {
+            let write = SubscriptionWrite {
+                event_id: &event.id,
+                event_created: event.created,
+                user_id: user_id.as_deref(),
+                change: SubscriptionChange::Snapshot {
+                    snapshot: snapshot.clone(),
+                    authoritative,
+                },
+                notify: self.listener.is_some(),
+            };
+            match self.store.apply_subscription(&write).await? {
+                ApplyOutcome::NeedsRefetch if !authoritative => {
+                    let Some(fetched) = self.fetch_subscription(&snapshot.id, deadline).await?
+                    else {
+                        self.store
+                            .finish_event(
+                                &event.id,
+                                EventState::Ignored,
+                                Some("the subscription is gone at Stripe"),
+                            )
+                            .await?;
+                        return Ok(Handled::ignored("the subscription is gone at Stripe"));
+                    };
+                    snapshot = fetched;
+                    authoritative = true;
+                }
+                outcome => return handled_from(outcome),
+            }
+        }
+        Err(BillingError::Internal(
+            "a fetched subscription was not applied".into(),
+        ))
+    }
+
+    /// The user a customer belongs to: the linked one; else `known` (a
+    /// checkout session this package created), the subscription's
+    /// `metadata.kavach_user_id`, or the customer's at Stripe, which is then
+    /// linked. A customer linked to one user is never moved to another.
+    async fn resolve_user(
+        &self,
+        customer_id: &str,
+        known: Option<String>,
+        metadata_user: Option<String>,
+        deadline: Instant,
+    ) -> BillingResult<Option<String>> {
+        if let Some(owner) = self.store.user_by_customer(customer_id).await? {
+            return Ok(Some(owner));
+        }
+        let candidate = match known.or(metadata_user) {
+            Some(user) => Some(user),
+            None => self
+                .fetch(
+                    &format!("/v1/customers/{}", path_segment(customer_id)),
+                    deadline,
+                )
+                .await?
+                .as_ref()
+                .and_then(customer_metadata_user),
+        };
+        let Some(candidate) = candidate else {
+            return Ok(None);
+        };
+        if self.store.find_user(&candidate).await?.is_none() {
+            return Ok(None);
+        }
+        self.store.link_customer(&candidate, customer_id).await?;
+        Ok(Some(candidate))
+    }
+
+    async fn fetch_subscription(
+        &self,
+        subscription_id: &str,
+        deadline: Instant,
+    ) -> BillingResult<Option<SubscriptionSnapshot>> {
+        match self
+            .fetch(
+                &format!("/v1/subscriptions/{}", path_segment(subscription_id)),
+                deadline,
+            )
+            .await?
+        {
+            None => Ok(None),
+            Some(object) => SubscriptionSnapshot::from_json(&object)
+                .map(Some)
+                .map_err(|e| BillingError::StripeUnreachable(format!("Stripe answered with {e}"))),
+        }
+    }
+
+    /// A GET within the delivery's budget; `None` when Stripe says 404.
+    async fn fetch(&self, path: &str, deadline: Instant) -> BillingResult<Option<Value>> {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(remaining, self.stripe.get(path)).await {
+            Err(_) => Err(BillingError::StripeUnreachable(format!(
+                "the webhook's {}s budget for Stripe requests ran out",
+                WEBHOOK_FETCH_BUDGET.as_secs()
+            ))),
+            Ok(Err(BillingError::StripeApi(error))) if error.status_code == 404 => Ok(None),
+            Ok(Err(BillingError::StripeApi(error))) => {
+                Err(BillingError::StripeUnreachable(format!(
+                    "Stripe answered {} to a fetch: {}",
+                    error.status_code, error.message
+                )))
+            }
+            Ok(result) => result.map(Some),
+        }
+    }
+}
+
+fn handled_from(outcome: ApplyOutcome) -> BillingResult<Handled> {
+    match outcome {
+        ApplyOutcome::Applied { changed_user } => Ok(Handled {
+            outcome: EventOutcome::Applied,
+            notify_user: changed_user,
+        }),
+        ApplyOutcome::Stale => Ok(Handled {
+            outcome: EventOutcome::Applied,
+            notify_user: None,
+        }),
+        ApplyOutcome::Unowned => Ok(Handled::ignored("no user owns this customer")),
+        ApplyOutcome::NeedsRefetch | ApplyOutcome::UnknownSubscription => {
+            Err(BillingError::Internal(format!(
+                "a fetched subscription could not be applied ({outcome:?})"
+            )))
+        }
+    }
+}
+
+/// Ids go into URL paths: keep only what Stripe ids are made of.
+fn path_segment(id: &str) -> String {
+    id.chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect()
+}

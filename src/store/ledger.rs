@@ -1,0 +1,168 @@
+//! The event ledger: which Stripe events were handled, so a redelivery changes
+//! nothing. A claim is a row in state `processing` with a lease; a delivery
+//! that crashed mid-way leaves a lease that expires, and a retry takes over.
+
+use sqlx::Row;
+
+use super::{DbPool, Store};
+use crate::error::BillingResult;
+
+/// A ledger row's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventState {
+    /// Applied; its notification (if any) was delivered.
+    Done,
+    /// Recorded as ignored (no user, foreign product, gone at Stripe).
+    Ignored,
+    /// Applied; `onSubscriptionChange` still has to be called.
+    Notify,
+}
+
+impl EventState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Done => "done",
+            Self::Ignored => "ignored",
+            Self::Notify => "notify",
+        }
+    }
+}
+
+/// What a delivery may do with an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// This delivery owns the event now.
+    Claimed,
+    /// Fully handled before: nothing to do.
+    Finished,
+    /// Applied before, but the notification is still owed to this user.
+    Notify { user_id: String },
+    /// Another delivery holds a live lease on it.
+    InProgress,
+}
+
+impl Store {
+    pub async fn claim_event(
+        &self,
+        id: &str,
+        event_type: &str,
+        created: i64,
+        now: i64,
+        lease_secs: i64,
+    ) -> BillingResult<Claim> {
+        let inserted = dispatch!(self, pool => {
+            sqlx::query(self.sql.claim_event)
+                .bind(id)
+                .bind(event_type)
+                .bind(created)
+                .bind(now + lease_secs)
+                .bind(now)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        if inserted > 0 {
+            return Ok(Claim::Claimed);
+        }
+        let row: Option<(String, i64, Option<String>)> = dispatch!(self, pool => {
+            sqlx::query(self.sql.read_event)
+                .bind(id)
+                .fetch_optional(pool)
+                .await?
+                .map(|row| -> Result<_, sqlx::Error> { Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?)) })
+                .transpose()?
+        });
+        match row {
+            // Released between our insert and read: try again from the top.
+            None => Ok(Claim::InProgress),
+            Some((state, _, Some(user_id))) if state == "notify" => Ok(Claim::Notify { user_id }),
+            Some((state, lease_until, _)) if state == "processing" => {
+                if lease_until >= now {
+                    return Ok(Claim::InProgress);
+                }
+                let taken = dispatch!(self, pool => {
+                    sqlx::query(self.sql.take_over_event)
+                        .bind(now + lease_secs)
+                        .bind(id)
+                        .bind(now)
+                        .execute(pool)
+                        .await?
+                        .rows_affected()
+                });
+                Ok(if taken > 0 {
+                    Claim::Claimed
+                } else {
+                    Claim::InProgress
+                })
+            }
+            Some(_) => Ok(Claim::Finished),
+        }
+    }
+
+    /// Records the outcome of a claimed event handled outside a subscription
+    /// transaction.
+    pub async fn finish_event(
+        &self,
+        id: &str,
+        state: EventState,
+        detail: Option<&str>,
+    ) -> BillingResult<()> {
+        dispatch!(self, pool => {
+            sqlx::query(self.sql.finish_event)
+                .bind(state.as_str())
+                .bind(detail)
+                .bind(None::<String>)
+                .bind(id)
+                .execute(pool)
+                .await?;
+        });
+        Ok(())
+    }
+
+    /// Gives a claim back after a failure, so Stripe's retry handles the event.
+    pub async fn release_event(&self, id: &str) -> BillingResult<()> {
+        dispatch!(self, pool => {
+            sqlx::query(self.sql.release_event).bind(id).execute(pool).await?;
+        });
+        Ok(())
+    }
+
+    pub async fn mark_notified(&self, id: &str) -> BillingResult<()> {
+        dispatch!(self, pool => {
+            sqlx::query(self.sql.mark_notified).bind(id).execute(pool).await?;
+        });
+        Ok(())
+    }
+
+    pub async fn checkout_session_user(&self, session_id: &str) -> BillingResult<Option<String>> {
+        let user = dispatch!(self, pool => {
+            sqlx::query(self.sql.checkout_session_user)
+                .bind(session_id)
+                .fetch_optional(pool)
+                .await?
+                .map(|row| row.try_get::<String, _>(0))
+                .transpose()?
+        });
+        Ok(user)
+    }
+
+    pub async fn user_by_customer(&self, customer_id: &str) -> BillingResult<Option<String>> {
+        let user = dispatch!(self, pool => {
+            sqlx::query(self.sql.user_by_customer)
+                .bind(customer_id)
+                .fetch_optional(pool)
+                .await?
+                .map(|row| row.try_get::<String, _>(0))
+                .transpose()?
+        });
+        Ok(user)
+    }
+
+    /// `customer.deleted`: the customer no longer belongs to anyone.
+    pub async fn unlink_customer(&self, customer_id: &str) -> BillingResult<()> {
+        dispatch!(self, pool => {
+            sqlx::query(self.sql.unlink_customer).bind(customer_id).execute(pool).await?;
+        });
+        Ok(())
+    }
+}
