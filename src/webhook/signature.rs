@@ -91,11 +91,15 @@ fn decode_hex_32(text: &str) -> Option<[u8; 32]> {
     if bytes.len() != 64 {
         return None;
     }
+    // Stripe writes lowercase hex; like the official SDK, nothing else matches.
+    let nibble = |b: u8| match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        _ => None,
+    };
     let mut out = [0u8; 32];
     for (i, pair) in bytes.chunks_exact(2).enumerate() {
-        let high = (pair[0] as char).to_digit(16)?;
-        let low = (pair[1] as char).to_digit(16)?;
-        out[i] = (high * 16 + low) as u8;
+        out[i] = nibble(pair[0])? << 4 | nibble(pair[1])?;
     }
     Some(out)
 }
@@ -193,6 +197,17 @@ mod tests {
                 "timestamp_out_of_tolerance"
             );
         }
+    }
+
+    #[test]
+    fn uppercase_hex_never_matches() {
+        let header = format!("t=1234567890,v1={}", VECTOR.to_uppercase());
+        assert_eq!(
+            verify_signature(BODY, &header, &[SECRET], 300, 1_234_567_890)
+                .unwrap_err()
+                .code(),
+            "signature_mismatch"
+        );
     }
 
     #[test]
