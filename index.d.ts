@@ -11,6 +11,7 @@ export type KavachStripeErrorCode =
   | 'no_customer'
   | 'invalid_argument'
   | 'subscription_active'
+  | 'customer_creation_in_progress'
   | 'unauthenticated'
   | 'invalid_json'
   | 'payload_too_large'

@@ -2,17 +2,26 @@
 //! of the store and the Stripe client.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::config::{is_stripe_id, BillingConfig, USER_ID_METADATA_KEY};
+use crate::config::{
+    is_stripe_id, BillingConfig, STRIPE_METADATA_MAX_KEYS, STRIPE_METADATA_MAX_KEY_CHARS,
+    STRIPE_METADATA_MAX_VALUE_CHARS, USER_ID_METADATA_KEY,
+};
 use crate::error::{BillingError, BillingResult};
 use crate::events::{is_live, EventProcessor, SubscriptionListener};
 use crate::origin::parse_http_url;
 use crate::store::{DatabaseOptions, DatabaseSource, Store, UserRecord};
 use crate::stripe::{derived_idempotency_key, random_idempotency_key, FormBody, StripeClient};
 use crate::webhook::EventEnvelope;
+
+/// A customer-creation claim older than this belonged to a process that died.
+const CUSTOMER_CLAIM_STALE_SECS: i64 = 30;
+/// How long a call waits for a concurrent call creating the same customer.
+const CUSTOMER_CLAIM_WAIT: Duration = Duration::from_secs(20);
 
 /// Paths appended to `baseUrl` (or the request's origin) when a checkout is
 /// created without explicit redirect URLs.
@@ -137,7 +146,46 @@ impl BillingService {
         self.create_customer_for(&user, email, name).await
     }
 
+    /// Creates and links the user's customer; one at a time per user. A claim
+    /// row guards creation across processes (concurrent calls wait for the
+    /// first and return its customer); the idempotency key, derived from the
+    /// user and the parameters, collapses retries at Stripe.
     async fn create_customer_for(
+        &self,
+        user: &UserRecord,
+        email: &str,
+        name: Option<&str>,
+    ) -> BillingResult<String> {
+        let give_up_at = Instant::now() + CUSTOMER_CLAIM_WAIT;
+        loop {
+            let current = self
+                .store
+                .find_user(&user.id)
+                .await?
+                .ok_or_else(|| BillingError::UserNotFound(user.id.clone()))?;
+            if let Some(existing) = current.stripe_customer_id {
+                return Ok(existing);
+            }
+            let now = chrono::Utc::now().timestamp();
+            if self
+                .store
+                .claim_customer_creation(&user.id, now, now - CUSTOMER_CLAIM_STALE_SECS)
+                .await?
+            {
+                break;
+            }
+            if Instant::now() >= give_up_at {
+                return Err(BillingError::CustomerCreationInProgress);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let created = self.create_and_link_customer(user, email, name).await;
+        // A claim that cannot be released expires after CUSTOMER_CLAIM_STALE_SECS.
+        let _ = self.store.release_customer_claim(&user.id).await;
+        created
+    }
+
+    async fn create_and_link_customer(
         &self,
         user: &UserRecord,
         email: &str,
@@ -152,15 +200,13 @@ impl BillingService {
             format!("metadata[{USER_ID_METADATA_KEY}]"),
             user.id.as_str(),
         );
-        // Derived from the user and the parameters: concurrent calls for one
-        // user collapse into one customer, and a changed email is a new request.
         let key = derived_idempotency_key("customer", &[&user.id, email, name.unwrap_or("")]);
         let customer = self.stripe.post("/v1/customers", &form, &key).await?;
         let customer_id = string_field(&customer, "id")?;
         if self.store.link_customer(&user.id, &customer_id).await? {
             return Ok(customer_id);
         }
-        // Another request linked a customer first; that one is the user's.
+        // Linked meanwhile by a webhook (checkout completion): that one is the user's.
         self.store
             .find_user(&user.id)
             .await?
@@ -179,16 +225,12 @@ impl BillingService {
         price_id: &str,
         options: &CheckoutOptions,
     ) -> BillingResult<CheckoutSession> {
+        // Checked in this order: the user, the customer, then the arguments;
+        // nothing is created at Stripe before all of them pass.
         let user = self.user(user_id).await?;
-        let customer_id = match &user.stripe_customer_id {
-            Some(id) => id.clone(),
-            None if self.config.auto_create_customer => {
-                let name = user.name.clone();
-                self.create_customer_for(&user, &user.email.clone(), name.as_deref())
-                    .await?
-            }
-            None => return Err(BillingError::NoCustomer),
-        };
+        if user.stripe_customer_id.is_none() && !self.config.auto_create_customer {
+            return Err(BillingError::NoCustomer);
+        }
         if !is_stripe_id(price_id) {
             return Err(BillingError::invalid_argument(
                 "priceId",
@@ -213,19 +255,18 @@ impl BillingService {
                 ));
             }
         }
-        if options
-            .metadata
-            .iter()
-            .any(|(key, _)| key == USER_ID_METADATA_KEY)
-        {
-            return Err(BillingError::invalid_argument(
-                "metadata",
-                "kavach_user_id is set by kavachos-stripe itself",
-            ));
-        }
+        check_metadata(&options.metadata)?;
         if subscription_view(&user).is_some_and(|s| is_live(&s.status)) {
             return Err(BillingError::SubscriptionActive);
         }
+        let customer_id = match &user.stripe_customer_id {
+            Some(id) => id.clone(),
+            None => {
+                let email = user.email.clone();
+                self.create_customer_for(&user, &email, user.name.as_deref())
+                    .await?
+            }
+        };
 
         let mut form = FormBody::new();
         form.push("mode", "subscription")
@@ -358,6 +399,40 @@ impl BillingService {
             },
         }
     }
+}
+
+/// Metadata the server-side api passes on: Stripe's limits, and never our key.
+fn check_metadata(metadata: &[(String, String)]) -> BillingResult<()> {
+    if metadata.len() > STRIPE_METADATA_MAX_KEYS - 1 {
+        return Err(BillingError::invalid_argument(
+            "metadata",
+            "has more than 49 keys (Stripe allows 50, one is kavach_user_id)",
+        ));
+    }
+    for (key, value) in metadata {
+        if key == USER_ID_METADATA_KEY {
+            return Err(BillingError::invalid_argument(
+                "metadata",
+                "kavach_user_id is set by kavachos-stripe itself",
+            ));
+        }
+        if key.is_empty()
+            || key.chars().count() > STRIPE_METADATA_MAX_KEY_CHARS
+            || key.contains(['[', ']'])
+        {
+            return Err(BillingError::invalid_argument(
+                "metadata",
+                "keys must be 1 to 40 characters without square brackets",
+            ));
+        }
+        if value.chars().count() > STRIPE_METADATA_MAX_VALUE_CHARS {
+            return Err(BillingError::invalid_argument(
+                format!("metadata.{key}"),
+                "is longer than 500 characters",
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The user's projected subscription, from the row's six columns.

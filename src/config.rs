@@ -90,6 +90,7 @@ const PLUGIN_KEYS: &[&str] = &[
 /// Stripe's metadata limits, which also bound `clientMetadataKeys`.
 pub const STRIPE_METADATA_MAX_KEYS: usize = 50;
 pub const STRIPE_METADATA_MAX_KEY_CHARS: usize = 40;
+pub const STRIPE_METADATA_MAX_VALUE_CHARS: usize = 500;
 /// The metadata key this package sets itself; no client may choose it.
 pub const USER_ID_METADATA_KEY: &str = "kavach_user_id";
 

@@ -38,6 +38,9 @@ pub enum BillingError {
     #[error("the user already has a live subscription; change plans in the billing portal")]
     SubscriptionActive,
 
+    #[error("another request is creating this user's Stripe customer; retry shortly")]
+    CustomerCreationInProgress,
+
     #[error("Authentication required")]
     Unauthenticated,
 
@@ -93,6 +96,7 @@ impl BillingError {
             Self::NoCustomer => "no_customer",
             Self::InvalidArgument { .. } => "invalid_argument",
             Self::SubscriptionActive => "subscription_active",
+            Self::CustomerCreationInProgress => "customer_creation_in_progress",
             Self::Unauthenticated => "unauthenticated",
             Self::InvalidJson => "invalid_json",
             Self::StripeApi(e) => e.code.as_deref().unwrap_or("stripe_api_error"),
@@ -110,7 +114,7 @@ impl BillingError {
             Self::InvalidArgument { .. } | Self::InvalidJson => 400,
             Self::Unauthenticated => 401,
             Self::UserNotFound(_) => 404,
-            Self::NoCustomer | Self::SubscriptionActive => 409,
+            Self::NoCustomer | Self::SubscriptionActive | Self::CustomerCreationInProgress => 409,
             Self::StripeApi(e) => e.endpoint_status(),
             Self::StripeUnreachable(_) => 502,
             Self::PayloadInvalid(_) => 400,

@@ -149,10 +149,11 @@ impl EventProcessor<'_> {
                 .as_ref()
                 .and_then(subscription_view)
             {
-                listener
-                    .notify(user_id.to_owned(), view)
-                    .await
-                    .map_err(BillingError::ListenerFailed)?;
+                if let Err(message) = listener.notify(user_id.to_owned(), view).await {
+                    // Stripe's retry may deliver it at once (else the lease expires).
+                    let _ = self.store.release_notification(event_id).await;
+                    return Err(BillingError::ListenerFailed(message));
+                }
             }
         }
         self.store.mark_notified(event_id).await

@@ -7,13 +7,12 @@ use serde_json::{json, Map, Value};
 use super::body::{parse_json_object, BodyFields};
 use super::routes::Route;
 use crate::billing::{BillingService, CheckoutOptions, DEFAULT_CANCEL_PATH, DEFAULT_SUCCESS_PATH};
-use crate::config::{STRIPE_METADATA_MAX_KEYS, STRIPE_METADATA_MAX_KEY_CHARS};
+use crate::config::{
+    STRIPE_METADATA_MAX_KEYS, STRIPE_METADATA_MAX_KEY_CHARS, STRIPE_METADATA_MAX_VALUE_CHARS,
+};
 use crate::error::BillingError;
 use crate::origin::{origin_of, parse_http_url};
 use crate::webhook::{parse_event, verify_signature, SignatureError};
-
-/// Stripe's metadata value limit.
-const STRIPE_METADATA_MAX_VALUE_CHARS: usize = 500;
 
 #[derive(Debug, Clone, Default)]
 pub struct HttpRequest {

@@ -35,6 +35,7 @@ pub struct Dialect {
     pub take_over_event: &'static str,
     pub finish_event: &'static str,
     pub release_event: &'static str,
+    pub release_notification: &'static str,
     pub mark_notified: &'static str,
 
     // Subscriptions and the projection.
@@ -48,6 +49,11 @@ pub struct Dialect {
     pub set_subscription_status: &'static str,
     pub user_subscriptions: &'static str,
     pub write_projection: &'static str,
+
+    // The guard that makes concurrent customer creation create one customer.
+    pub claim_customer: &'static str,
+    pub take_over_customer_claim: &'static str,
+    pub release_customer_claim: &'static str,
 }
 
 /// The six Stripe columns of `kavach_users`.
@@ -126,6 +132,10 @@ pub static POSTGRES: Dialect = Dialect {
             user_id TEXT NOT NULL,
             created_at BIGINT NOT NULL
         )",
+        "CREATE TABLE IF NOT EXISTS kavach_stripe_customer_claims (
+            user_id TEXT PRIMARY KEY,
+            claimed_at BIGINT NOT NULL
+        )",
     ],
     select_user: "SELECT id, email, name, stripe_customer_id, stripe_subscription_id, \
         stripe_subscription_status, stripe_price_id, \
@@ -141,7 +151,7 @@ pub static POSTGRES: Dialect = Dialect {
         VALUES ($1, $2, CAST(EXTRACT(EPOCH FROM now()) AS BIGINT)) ON CONFLICT (id) DO NOTHING",
     claim_event: "INSERT INTO kavach_stripe_events (id, type, created, state, lease_until, received_at) VALUES ($1, $2, $3, 'processing', $4, $5) ON CONFLICT (id) DO NOTHING",
     read_event: "SELECT state, lease_until, notify_user_id FROM kavach_stripe_events WHERE id = $1",
-    take_over_event: "UPDATE kavach_stripe_events SET lease_until = $1 WHERE id = $2 AND state = 'processing' AND lease_until < $3",
+    take_over_event: "UPDATE kavach_stripe_events SET lease_until = $1 WHERE id = $2 AND state = $3 AND lease_until < $4",
     finish_event: "UPDATE kavach_stripe_events SET state = $1, detail = $2, notify_user_id = $3, handled_at = CAST(EXTRACT(EPOCH FROM now()) AS BIGINT) WHERE id = $4",
     release_event: "DELETE FROM kavach_stripe_events WHERE id = $1 AND state = 'processing'",
     mark_notified: "UPDATE kavach_stripe_events SET state = 'done', notify_user_id = NULL WHERE id = $1 AND state = 'notify'",
@@ -155,6 +165,10 @@ pub static POSTGRES: Dialect = Dialect {
     set_subscription_status: "UPDATE kavach_stripe_subscriptions SET status = $1, last_event_created = $2, updated_at = CAST(EXTRACT(EPOCH FROM now()) AS BIGINT) WHERE id = $3",
     user_subscriptions: "SELECT id, status, created, price_id, current_period_end, cancel_at_period_end, cancel_at FROM kavach_stripe_subscriptions WHERE user_id = $1",
     write_projection: "UPDATE kavach_users SET stripe_subscription_id = $1, stripe_subscription_status = $2, stripe_price_id = $3, stripe_current_period_end = to_timestamp(CAST($4 AS DOUBLE PRECISION)), stripe_cancel_at_period_end = $5, updated_at = now() WHERE id = $6",
+    claim_customer: "INSERT INTO kavach_stripe_customer_claims (user_id, claimed_at) VALUES ($1, $2) ON CONFLICT (user_id) DO NOTHING",
+    take_over_customer_claim: "UPDATE kavach_stripe_customer_claims SET claimed_at = $1 WHERE user_id = $2 AND claimed_at < $3",
+    release_customer_claim: "DELETE FROM kavach_stripe_customer_claims WHERE user_id = $1",
+    release_notification: "UPDATE kavach_stripe_events SET lease_until = 0 WHERE id = $1 AND state = 'notify'",
 };
 
 pub static MYSQL: Dialect = Dialect {
@@ -225,6 +239,10 @@ pub static MYSQL: Dialect = Dialect {
             user_id VARCHAR(255) NOT NULL,
             created_at BIGINT NOT NULL
         ) DEFAULT CHARSET = utf8mb4",
+        "CREATE TABLE IF NOT EXISTS kavach_stripe_customer_claims (
+            user_id VARCHAR(255) NOT NULL PRIMARY KEY,
+            claimed_at BIGINT NOT NULL
+        ) DEFAULT CHARSET = utf8mb4",
     ],
     select_user: "SELECT id, email, name, stripe_customer_id, stripe_subscription_id, \
         stripe_subscription_status, stripe_price_id, \
@@ -242,7 +260,7 @@ pub static MYSQL: Dialect = Dialect {
     // reports an untouched duplicate as affected; IGNORE reports it as 0.
     claim_event: "INSERT IGNORE INTO kavach_stripe_events (id, type, created, state, lease_until, received_at) VALUES (?, ?, ?, 'processing', ?, ?)",
     read_event: "SELECT state, lease_until, notify_user_id FROM kavach_stripe_events WHERE id = ?",
-    take_over_event: "UPDATE kavach_stripe_events SET lease_until = ? WHERE id = ? AND state = 'processing' AND lease_until < ?",
+    take_over_event: "UPDATE kavach_stripe_events SET lease_until = ? WHERE id = ? AND state = ? AND lease_until < ?",
     finish_event: "UPDATE kavach_stripe_events SET state = ?, detail = ?, notify_user_id = ?, handled_at = UNIX_TIMESTAMP() WHERE id = ?",
     release_event: "DELETE FROM kavach_stripe_events WHERE id = ? AND state = 'processing'",
     mark_notified: "UPDATE kavach_stripe_events SET state = 'done', notify_user_id = NULL WHERE id = ? AND state = 'notify'",
@@ -256,6 +274,10 @@ pub static MYSQL: Dialect = Dialect {
     set_subscription_status: "UPDATE kavach_stripe_subscriptions SET status = ?, last_event_created = ?, updated_at = UNIX_TIMESTAMP() WHERE id = ?",
     user_subscriptions: "SELECT id, status, created, price_id, current_period_end, cancel_at_period_end, cancel_at FROM kavach_stripe_subscriptions WHERE user_id = ?",
     write_projection: "UPDATE kavach_users SET stripe_subscription_id = ?, stripe_subscription_status = ?, stripe_price_id = ?, stripe_current_period_end = FROM_UNIXTIME(?), stripe_cancel_at_period_end = ?, updated_at = UTC_TIMESTAMP(3) WHERE id = ?",
+    claim_customer: "INSERT IGNORE INTO kavach_stripe_customer_claims (user_id, claimed_at) VALUES (?, ?)",
+    take_over_customer_claim: "UPDATE kavach_stripe_customer_claims SET claimed_at = ? WHERE user_id = ? AND claimed_at < ?",
+    release_customer_claim: "DELETE FROM kavach_stripe_customer_claims WHERE user_id = ?",
+    release_notification: "UPDATE kavach_stripe_events SET lease_until = 0 WHERE id = ? AND state = 'notify'",
 };
 
 pub static SQLITE: Dialect = Dialect {
@@ -326,6 +348,10 @@ pub static SQLITE: Dialect = Dialect {
             user_id TEXT NOT NULL,
             created_at INTEGER NOT NULL
         )",
+        "CREATE TABLE IF NOT EXISTS kavach_stripe_customer_claims (
+            user_id TEXT PRIMARY KEY,
+            claimed_at INTEGER NOT NULL
+        )",
     ],
     select_user: "SELECT id, email, name, stripe_customer_id, stripe_subscription_id, \
         stripe_subscription_status, stripe_price_id, stripe_current_period_end, \
@@ -340,7 +366,7 @@ pub static SQLITE: Dialect = Dialect {
         VALUES (?, ?, unixepoch()) ON CONFLICT (id) DO NOTHING",
     claim_event: "INSERT INTO kavach_stripe_events (id, type, created, state, lease_until, received_at) VALUES (?, ?, ?, 'processing', ?, ?) ON CONFLICT (id) DO NOTHING",
     read_event: "SELECT state, lease_until, notify_user_id FROM kavach_stripe_events WHERE id = ?",
-    take_over_event: "UPDATE kavach_stripe_events SET lease_until = ? WHERE id = ? AND state = 'processing' AND lease_until < ?",
+    take_over_event: "UPDATE kavach_stripe_events SET lease_until = ? WHERE id = ? AND state = ? AND lease_until < ?",
     finish_event: "UPDATE kavach_stripe_events SET state = ?, detail = ?, notify_user_id = ?, handled_at = unixepoch() WHERE id = ?",
     release_event: "DELETE FROM kavach_stripe_events WHERE id = ? AND state = 'processing'",
     mark_notified: "UPDATE kavach_stripe_events SET state = 'done', notify_user_id = NULL WHERE id = ? AND state = 'notify'",
@@ -354,4 +380,8 @@ pub static SQLITE: Dialect = Dialect {
     set_subscription_status: "UPDATE kavach_stripe_subscriptions SET status = ?, last_event_created = ?, updated_at = unixepoch() WHERE id = ?",
     user_subscriptions: "SELECT id, status, created, price_id, current_period_end, cancel_at_period_end, cancel_at FROM kavach_stripe_subscriptions WHERE user_id = ?",
     write_projection: "UPDATE kavach_users SET stripe_subscription_id = ?, stripe_subscription_status = ?, stripe_price_id = ?, stripe_current_period_end = ?, stripe_cancel_at_period_end = ?, updated_at = unixepoch() WHERE id = ?",
+    claim_customer: "INSERT INTO kavach_stripe_customer_claims (user_id, claimed_at) VALUES (?, ?) ON CONFLICT (user_id) DO NOTHING",
+    take_over_customer_claim: "UPDATE kavach_stripe_customer_claims SET claimed_at = ? WHERE user_id = ? AND claimed_at < ?",
+    release_customer_claim: "DELETE FROM kavach_stripe_customer_claims WHERE user_id = ?",
+    release_notification: "UPDATE kavach_stripe_events SET lease_until = 0 WHERE id = ? AND state = 'notify'",
 };

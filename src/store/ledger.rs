@@ -72,31 +72,32 @@ impl Store {
                 .map(|row| -> Result<_, sqlx::Error> { Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?)) })
                 .transpose()?
         });
-        match row {
-            // Released between our insert and read: try again from the top.
-            None => Ok(Claim::InProgress),
-            Some((state, _, Some(user_id))) if state == "notify" => Ok(Claim::Notify { user_id }),
-            Some((state, lease_until, _)) if state == "processing" => {
-                if lease_until >= now {
-                    return Ok(Claim::InProgress);
-                }
-                let taken = dispatch!(self, pool => {
-                    sqlx::query(self.sql.take_over_event)
-                        .bind(now + lease_secs)
-                        .bind(id)
-                        .bind(now)
-                        .execute(pool)
-                        .await?
-                        .rows_affected()
-                });
-                Ok(if taken > 0 {
-                    Claim::Claimed
-                } else {
-                    Claim::InProgress
-                })
-            }
-            Some(_) => Ok(Claim::Finished),
+        let Some((state, lease_until, notify_user)) = row else {
+            // Released between our insert and read: the caller tries again.
+            return Ok(Claim::InProgress);
+        };
+        // `processing` and `notify` rows carry a lease held by the delivery
+        // working on them; only an expired lease may be taken over, so a
+        // concurrent duplicate neither applies nor notifies a second time.
+        let claim = match (state.as_str(), notify_user) {
+            ("processing", _) => Claim::Claimed,
+            ("notify", Some(user_id)) => Claim::Notify { user_id },
+            _ => return Ok(Claim::Finished),
+        };
+        if lease_until >= now {
+            return Ok(Claim::InProgress);
         }
+        let taken = dispatch!(self, pool => {
+            sqlx::query(self.sql.take_over_event)
+                .bind(now + lease_secs)
+                .bind(id)
+                .bind(state.as_str())
+                .bind(now)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        Ok(if taken > 0 { claim } else { Claim::InProgress })
     }
 
     /// Records the outcome of a claimed event handled outside a subscription
@@ -123,6 +124,14 @@ impl Store {
     pub async fn release_event(&self, id: &str) -> BillingResult<()> {
         dispatch!(self, pool => {
             sqlx::query(self.sql.release_event).bind(id).execute(pool).await?;
+        });
+        Ok(())
+    }
+
+    /// After a failed notification: let the next delivery retry it at once.
+    pub async fn release_notification(&self, id: &str) -> BillingResult<()> {
+        dispatch!(self, pool => {
+            sqlx::query(self.sql.release_notification).bind(id).execute(pool).await?;
         });
         Ok(())
     }

@@ -292,6 +292,39 @@ impl Store {
 }
 
 impl Store {
+    /// Takes the right to create `user_id`'s Stripe customer. A claim older
+    /// than `stale_before` belonged to a process that died and is taken over.
+    pub async fn claim_customer_creation(
+        &self,
+        user_id: &str,
+        now: i64,
+        stale_before: i64,
+    ) -> BillingResult<bool> {
+        let inserted = dispatch!(self, pool => {
+            sqlx::query(self.sql.claim_customer).bind(user_id).bind(now).execute(pool).await?.rows_affected()
+        });
+        if inserted > 0 {
+            return Ok(true);
+        }
+        let taken = dispatch!(self, pool => {
+            sqlx::query(self.sql.take_over_customer_claim)
+                .bind(now)
+                .bind(user_id)
+                .bind(stale_before)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        Ok(taken > 0)
+    }
+
+    pub async fn release_customer_claim(&self, user_id: &str) -> BillingResult<()> {
+        dispatch!(self, pool => {
+            sqlx::query(self.sql.release_customer_claim).bind(user_id).execute(pool).await?;
+        });
+        Ok(())
+    }
+
     /// Remembers a checkout session this package created, so the webhook can
     /// trust its `client_reference_id`.
     pub async fn record_checkout_session(

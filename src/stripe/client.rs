@@ -17,6 +17,55 @@ const USER_AGENT: &str = concat!("kavachos-stripe/", env!("CARGO_PKG_VERSION"));
 pub struct StripeClient {
     http: reqwest::Client,
     api_base: String,
+    max_network_retries: u32,
+}
+
+/// One attempt's failure, before the retry policy decides about it.
+enum AttemptError {
+    /// No complete answer: connection refused or dropped, or the per-attempt timeout.
+    Transport(String),
+    /// Stripe answered with an error status.
+    Api {
+        error: StripeApiError,
+        should_retry: Option<bool>,
+    },
+}
+
+impl AttemptError {
+    /// The SDK's policy: `Stripe-Should-Retry` decides when present; otherwise
+    /// transport failures, 409 and 5xx are retried, other 4xx (429 included) are not.
+    fn retryable(&self) -> bool {
+        match self {
+            Self::Transport(_) => true,
+            Self::Api {
+                should_retry: Some(flag),
+                ..
+            } => *flag,
+            Self::Api { error, .. } => error.status_code == 409 || error.status_code >= 500,
+        }
+    }
+
+    fn into_error(self) -> BillingError {
+        match self {
+            Self::Transport(reason) => BillingError::StripeUnreachable(reason),
+            Self::Api { error, .. } => BillingError::StripeApi(Box::new(error)),
+        }
+    }
+}
+
+/// Backoff before retry `n` (1-based): min(0.5 s * 2^(n-1), 5 s) times a
+/// random factor in [0.5, 1), and never less than 0.5 s.
+pub fn retry_delay(n: u32, random_unit: f64) -> Duration {
+    let base = (0.5 * 2f64.powi(n.saturating_sub(1).min(16) as i32)).min(5.0);
+    Duration::from_secs_f64((base * (0.5 + random_unit.clamp(0.0, 1.0) / 2.0)).max(0.5))
+}
+
+/// A number in [0, 1) that differs between calls (jitter needs no more).
+fn random_unit() -> f64 {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let seed = std::collections::hash_map::RandomState::new();
+    let value = std::hash::BuildHasher::hash_one(&seed, COUNTER.fetch_add(1, Ordering::Relaxed));
+    (value >> 11) as f64 / (1u64 << 53) as f64
 }
 
 static INSTALL_CRYPTO: Once = Once::new();
@@ -61,55 +110,81 @@ impl StripeClient {
         Ok(Self {
             http,
             api_base: config.api_base.clone(),
+            max_network_retries: config.max_network_retries,
         })
     }
 
     /// `GET /v1/...`.
     pub async fn get(&self, path: &str) -> BillingResult<Value> {
-        let request = self.http.get(format!("{}{path}", self.api_base));
-        Self::send(request).await
+        let url = format!("{}{path}", self.api_base);
+        self.with_retries(|| self.http.get(&url)).await
     }
 
-    /// `POST /v1/...` with a form body and an idempotency key.
+    /// `POST /v1/...` with a form body. The idempotency key is the same on
+    /// every retry, so Stripe applies the request at most once.
     pub async fn post(
         &self,
         path: &str,
         form: &FormBody,
         idempotency_key: &str,
     ) -> BillingResult<Value> {
-        let request = self
-            .http
-            .post(format!("{}{path}", self.api_base))
-            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .header("Idempotency-Key", idempotency_key)
-            .body(form.encode());
-        Self::send(request).await
+        let url = format!("{}{path}", self.api_base);
+        let body = form.encode();
+        self.with_retries(|| {
+            self.http
+                .post(&url)
+                .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .header("Idempotency-Key", idempotency_key)
+                .body(body.clone())
+        })
+        .await
     }
 
-    async fn send(request: reqwest::RequestBuilder) -> BillingResult<Value> {
+    async fn with_retries(
+        &self,
+        build: impl Fn() -> reqwest::RequestBuilder,
+    ) -> BillingResult<Value> {
+        let mut retries = 0;
+        loop {
+            match Self::attempt(build()).await {
+                Ok(value) => return Ok(value),
+                Err(failure) if failure.retryable() && retries < self.max_network_retries => {
+                    retries += 1;
+                    tokio::time::sleep(retry_delay(retries, random_unit())).await;
+                }
+                Err(failure) => return Err(failure.into_error()),
+            }
+        }
+    }
+
+    async fn attempt(request: reqwest::RequestBuilder) -> Result<Value, AttemptError> {
         let response = request
             .send()
             .await
-            .map_err(|e| BillingError::StripeUnreachable(describe_transport_error(&e)))?;
+            .map_err(|e| AttemptError::Transport(describe_transport_error(&e)))?;
         let status = response.status().as_u16();
-        let request_id = response
-            .headers()
-            .get("Request-Id")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let retry_after = response
-            .headers()
-            .get("Retry-After")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse().ok());
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let request_id = header("Request-Id");
+        let retry_after = header("Retry-After").and_then(|v| v.trim().parse().ok());
+        let should_retry = match header("Stripe-Should-Retry").as_deref() {
+            Some("true") => Some(true),
+            Some("false") => Some(false),
+            _ => None,
+        };
         let body = response
             .bytes()
             .await
-            .map_err(|e| BillingError::StripeUnreachable(describe_transport_error(&e)))?;
+            .map_err(|e| AttemptError::Transport(describe_transport_error(&e)))?;
         let json: Option<Value> = serde_json::from_slice(&body).ok();
         if (200..300).contains(&status) {
             return json.ok_or_else(|| {
-                BillingError::StripeUnreachable(format!(
+                AttemptError::Transport(format!(
                     "Stripe answered {status} with a body that is not JSON"
                 ))
             });
@@ -121,16 +196,20 @@ impl StripeClient {
                 .and_then(Value::as_str)
                 .map(str::to_owned)
         };
-        Err(BillingError::StripeApi(Box::new(StripeApiError {
-            status_code: status,
-            error_type: text("type").unwrap_or_else(|| "api_error".to_owned()),
-            code: text("code"),
-            decline_code: text("decline_code"),
-            param: text("param"),
-            message: text("message").unwrap_or_else(|| format!("Stripe answered HTTP {status}")),
-            request_id,
-            retry_after,
-        })))
+        Err(AttemptError::Api {
+            error: StripeApiError {
+                status_code: status,
+                error_type: text("type").unwrap_or_else(|| "api_error".to_owned()),
+                code: text("code"),
+                decline_code: text("decline_code"),
+                param: text("param"),
+                message: text("message")
+                    .unwrap_or_else(|| format!("Stripe answered HTTP {status}")),
+                request_id,
+                retry_after,
+            },
+            should_retry,
+        })
     }
 }
 
@@ -187,6 +266,25 @@ pub fn hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn backoff_follows_the_sdk_policy() {
+        assert_eq!(retry_delay(1, 0.0), Duration::from_millis(500));
+        assert_eq!(
+            retry_delay(1, 0.999_999),
+            Duration::from_secs_f64(0.5f64.max(0.5 * (0.5 + 0.999_999 / 2.0)))
+        );
+        assert_eq!(retry_delay(2, 0.0), Duration::from_millis(500));
+        assert_eq!(retry_delay(3, 1.0), Duration::from_secs(2));
+        assert_eq!(
+            retry_delay(10, 1.0),
+            Duration::from_secs(5),
+            "capped at 5 s"
+        );
+        assert!(retry_delay(4, 0.0) >= Duration::from_secs(2));
+        let unit = random_unit();
+        assert!((0.0..1.0).contains(&unit));
+    }
 
     #[test]
     fn keys() {
