@@ -235,6 +235,14 @@ test('endpoint guards: origins, prices, trials, metadata, live subscriptions', a
   assert.equal(fromOtherOrigin.status, 200)
   assert.equal(sessions()[1].form.get('cancel_url'), 'http://localhost:3000/billing/cancel', 'defaults follow the request origin')
 
+  // The portal of a user without a customer: 409 no_customer.
+  const noCustomer = await post(billing, '/auth/stripe/portal', { returnUrl: 'https://app.example/account' }, 'carol')
+  assert.deepEqual([noCustomer.status, (await noCustomer.json()).code], [409, 'no_customer'])
+  // No user: 401 on every authenticated endpoint.
+  for (const path of ['/auth/stripe/checkout', '/auth/stripe/portal']) {
+    const anonymous = await post(billing, path, { priceId: 'price_basic', returnUrl: 'https://app.example/' }, null)
+    assert.equal(anonymous.status, 401)
+  }
   // A live subscription: 409, no second checkout.
   const customer = await billing.getCustomerId('alice')
   const body = JSON.stringify(event('customer.subscription.created', subscription({ id: 'sub_live', customer })))
