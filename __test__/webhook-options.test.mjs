@@ -58,7 +58,7 @@ test('products: subscriptions to none of the configured products are ignored', a
   assert.deepEqual(foreign.body, { received: true, ignored: 'none of the configured products' })
   assert.equal(await billing.getSubscription('u1'), null)
   const ours = await deliver(billing, event('customer.subscription.created', subscription({ id: 'sub_ours', customer: 'cus_p', product: 'prod_app' })))
-  assert.deepEqual(ours.body, { received: true })
+  assert.deepEqual(ours.body, { received: true, notified: true })
   assert.equal((await billing.getSubscription('u1')).id, 'sub_ours')
 })
 

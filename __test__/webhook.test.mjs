@@ -107,7 +107,7 @@ for (const kind of DATABASE_KINDS) {
     test('a subscription event projects onto its linked user, once', { skip: !db }, async () => {
       await user('u_basic', 'cus_basic')
       const evt = event('customer.subscription.created', subscription({ id: 'sub_basic', customer: 'cus_basic', periodEnd: 1900000123, created: 1700000100 }), { created: 1700000100 })
-      assert.deepEqual(await deliver(evt), { status: 200, body: { received: true } })
+      assert.deepEqual(await deliver(evt), { status: 200, body: { received: true, notified: true } })
       const r = await row('u_basic')
       assert.equal(r.stripe_subscription_id, 'sub_basic')
       assert.equal(r.stripe_subscription_status, 'active')
@@ -257,7 +257,7 @@ for (const kind of DATABASE_KINDS) {
       assert.match(first.body.error, /the app could not take it/)
       assert.equal((await row('u_cb')).stripe_subscription_status, 'active', 'the state was committed before the callback')
       const second = await deliver(evt)
-      assert.deepEqual(second, { status: 200, body: { received: true, duplicate: true } })
+      assert.deepEqual(second, { status: 200, body: { received: true, duplicate: true, notified: true } }, 'the owed notification, delivered')
       assert.equal(notifications.filter((n) => n.userId === 'u_cb').length, 1)
       assert.deepEqual(await deliver(evt), { status: 200, body: { received: true, duplicate: true } })
       assert.equal(notifications.filter((n) => n.userId === 'u_cb').length, 1)

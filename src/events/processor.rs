@@ -28,6 +28,8 @@ const LEASE_SECS: i64 = 60;
 /// How long a delivery waits for another delivery of the same event.
 const WAIT_FOR_OTHER_DELIVERY: Duration = Duration::from_secs(10);
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
+/// Re-notifications when the projection keeps changing during the callback.
+const MAX_NOTIFY_ROUNDS: usize = 3;
 
 const HANDLED_TYPES: [&str; 6] = [
     "checkout.session.completed",
@@ -49,19 +51,30 @@ pub trait SubscriptionListener: Send + Sync {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EventOutcome {
-    Applied,
-    Duplicate,
+    /// Applied; `notified` says whether `onSubscriptionChange` was called.
+    Applied {
+        notified: bool,
+    },
+    /// Handled before. `notified` is true only when a notification a failed
+    /// delivery still owed was delivered now.
+    Duplicate {
+        notified: bool,
+    },
     Ignored(&'static str),
     Unhandled,
 }
 
 impl EventOutcome {
     pub fn body(&self) -> Value {
-        match self {
-            Self::Applied | Self::Unhandled => serde_json::json!({ "received": true }),
-            Self::Duplicate => serde_json::json!({ "received": true, "duplicate": true }),
+        let mut body = match self {
+            Self::Applied { .. } | Self::Unhandled => serde_json::json!({ "received": true }),
+            Self::Duplicate { .. } => serde_json::json!({ "received": true, "duplicate": true }),
             Self::Ignored(reason) => serde_json::json!({ "received": true, "ignored": reason }),
+        };
+        if let Self::Applied { notified: true } | Self::Duplicate { notified: true } = self {
+            body["notified"] = Value::Bool(true);
         }
+        body
     }
 }
 
@@ -110,10 +123,10 @@ impl EventProcessor<'_> {
                 .await?
             {
                 Claim::Claimed => break,
-                Claim::Finished => return Ok(EventOutcome::Duplicate),
+                Claim::Finished => return Ok(EventOutcome::Duplicate { notified: false }),
                 Claim::Notify { user_id } => {
-                    self.deliver(&event.id, &user_id).await?;
-                    return Ok(EventOutcome::Duplicate);
+                    let notified = self.deliver(&event.id, &user_id).await?;
+                    return Ok(EventOutcome::Duplicate { notified });
                 }
                 Claim::InProgress if Instant::now() >= waited_until => {
                     return Err(BillingError::EventInProgress)
@@ -123,12 +136,13 @@ impl EventProcessor<'_> {
         }
         let deadline = Instant::now() + WEBHOOK_FETCH_BUDGET;
         match self.handle(event, deadline).await {
-            Ok(handled) => {
-                if let Some(user_id) = handled.notify_user {
-                    self.deliver(&event.id, &user_id).await?;
+            Ok(handled) => match (handled.outcome, handled.notify_user) {
+                (EventOutcome::Applied { .. }, Some(user_id)) => {
+                    let notified = self.deliver(&event.id, &user_id).await?;
+                    Ok(EventOutcome::Applied { notified })
                 }
-                Ok(handled.outcome)
-            }
+                (outcome, _) => Ok(outcome),
+            },
             Err(error) => {
                 // Nothing was recorded as handled: Stripe's retry does it all
                 // again. (If even this fails, the lease expires.)
@@ -139,24 +153,42 @@ impl EventProcessor<'_> {
     }
 
     /// Calls `onSubscriptionChange` with the user's projection as it is now,
-    /// then marks the notification delivered.
-    async fn deliver(&self, event_id: &str, user_id: &str) -> BillingResult<()> {
+    /// then marks the notification delivered. If the projection changed while
+    /// the callback ran (another instance applied an event), the callback is
+    /// called again, so the last call any instance makes carries the latest
+    /// projection. Returns whether the callback was called.
+    async fn deliver(&self, event_id: &str, user_id: &str) -> BillingResult<bool> {
+        let mut called = false;
         if let Some(listener) = self.listener {
-            if let Some(view) = self
+            let mut current = self
                 .store
                 .find_user(user_id)
                 .await?
                 .as_ref()
-                .and_then(subscription_view)
-            {
-                if let Err(message) = listener.notify(user_id.to_owned(), view).await {
+                .and_then(subscription_view);
+            for _ in 0..MAX_NOTIFY_ROUNDS {
+                let Some(view) = current.clone() else {
+                    break;
+                };
+                if let Err(message) = listener.notify(user_id.to_owned(), view.clone()).await {
                     // Stripe's retry may deliver it at once (else the lease expires).
                     let _ = self.store.release_notification(event_id).await;
                     return Err(BillingError::ListenerFailed(message));
                 }
+                called = true;
+                current = self
+                    .store
+                    .find_user(user_id)
+                    .await?
+                    .as_ref()
+                    .and_then(subscription_view);
+                if current.as_ref() == Some(&view) {
+                    break;
+                }
             }
         }
-        self.store.mark_notified(event_id).await
+        self.store.mark_notified(event_id).await?;
+        Ok(called)
     }
 
     async fn handle(&self, event: &EventEnvelope, deadline: Instant) -> BillingResult<Handled> {
@@ -199,7 +231,7 @@ impl EventProcessor<'_> {
                     .finish_event(&event.id, EventState::Done, None)
                     .await?;
                 Ok(Handled {
-                    outcome: EventOutcome::Applied,
+                    outcome: EventOutcome::Applied { notified: false },
                     notify_user: None,
                 })
             }
@@ -257,7 +289,7 @@ impl EventProcessor<'_> {
                     .finish_event(&event.id, EventState::Done, None)
                     .await?;
                 Ok(Handled {
-                    outcome: EventOutcome::Applied,
+                    outcome: EventOutcome::Applied { notified: false },
                     notify_user: None,
                 })
             }
@@ -463,11 +495,11 @@ impl EventProcessor<'_> {
 fn handled_from(outcome: ApplyOutcome) -> BillingResult<Handled> {
     match outcome {
         ApplyOutcome::Applied { changed_user } => Ok(Handled {
-            outcome: EventOutcome::Applied,
+            outcome: EventOutcome::Applied { notified: false },
             notify_user: changed_user,
         }),
         ApplyOutcome::Stale => Ok(Handled {
-            outcome: EventOutcome::Applied,
+            outcome: EventOutcome::Applied { notified: false },
             notify_user: None,
         }),
         ApplyOutcome::Unowned => Ok(Handled::ignored("no user owns this customer")),
