@@ -1,0 +1,74 @@
+// One app instance of the chaos run: the plugin behind the contract host,
+// delivering its share of the deliveries like Stripe (redelivering every
+// non-2xx), with an onSubscriptionChange that sometimes throws.
+import fs from 'node:fs'
+import { stripe } from '../../index.js'
+import { createHost } from '../helpers/host.mjs'
+import { signature } from '../helpers/events.mjs'
+
+const job = JSON.parse(fs.readFileSync(process.argv[2], 'utf8'))
+const notifications = []
+let listenerThrows = 0
+const random = mulberry32(job.seed)
+
+const host = await createHost({
+  database: job.database,
+  plugins: [
+    stripe({
+      secretKey: job.secretKey,
+      webhookSecret: job.webhookSecret,
+      apiBase: job.apiBase,
+      maxNetworkRetries: 1,
+      onSubscriptionChange: async (userId, sub) => {
+        if (random() < job.listenerThrowRate) {
+          listenerThrows += 1
+          throw new Error('chaos: the app failed')
+        }
+        notifications.push({ userId, at: performance.timeOrigin + performance.now(), sub: { ...sub, currentPeriodEnd: sub.currentPeriodEnd?.toISOString() ?? null } })
+      },
+    }),
+  ],
+})
+const api = host.plugins.getContext().stripe
+
+const responses = []
+let retries = 0
+const failures = {}
+let next = 0
+async function lane() {
+  while (next < job.deliveries.length) {
+    const payload = job.deliveries[next++]
+    for (let attempt = 1; ; attempt++) {
+      const res = await host.plugins.handleRequest(
+        new Request('http://chaos.test/api/kavach/auth/stripe/webhook', { method: 'POST', body: payload, headers: { 'stripe-signature': signature(payload, job.webhookSecret) } }),
+        '/api/kavach',
+      )
+      const body = await res.json()
+      const id = JSON.parse(payload).id
+      if (res.status >= 200 && res.status < 300) {
+        responses.push({ id, body, attempt })
+        break
+      }
+      const key = `${res.status} ${body.code}`
+      failures[key] = (failures[key] ?? 0) + 1
+      responses.push({ id, failed: key })
+      retries += 1
+      if (attempt >= job.maxAttempts) throw new Error(`delivery of ${id} failed ${attempt} times: ${key} ${body.error}`)
+      await new Promise((resolve) => setTimeout(resolve, Math.min(25 * attempt, 250)))
+    }
+  }
+}
+await Promise.all(Array.from({ length: job.concurrency }, lane))
+await api.close()
+fs.writeFileSync(job.resultFile, JSON.stringify({ name: job.name, responses, notifications, retries, failures, listenerThrows }))
+
+function mulberry32(seed) {
+  let a = seed >>> 0
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0
+    let t = a
+    t = Math.imul(t ^ (t >>> 15), t | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+}
