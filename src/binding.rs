@@ -37,6 +37,29 @@ fn coded(code: &str, message: impl Into<String>) -> napi::Error {
     napi::Error::new(napi::Status::GenericFailure, document.to_string())
 }
 
+/// Runs an async operation on its own task so that a panic inside it becomes
+/// an `internal_error` naming the panic, rather than a bare rejection.
+async fn guarded<T: Send + 'static>(
+    operation: impl Future<Output = napi::Result<T>> + Send + 'static,
+) -> napi::Result<T> {
+    match tokio::spawn(operation).await {
+        Ok(result) => result,
+        Err(joined) if joined.is_panic() => {
+            let payload = joined.into_panic();
+            let message = payload
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| payload.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                .unwrap_or_else(|| "no message".to_owned());
+            Err(coded(
+                "internal_error",
+                format!("kavachos-stripe panicked and did not complete the operation: {message}"),
+            ))
+        }
+        Err(_) => Err(coded("internal_error", "the operation was cancelled")),
+    }
+}
+
 const MAX_OPTION_DEPTH: usize = 8;
 
 /// Reads a JS value into the options model, without calling into user code
@@ -115,6 +138,7 @@ pub struct NativeConfig {
 /// `createStripeBilling()` options (`standalone: true`), synchronously.
 /// `listener` is `onSubscriptionChange` wrapped to always return a Promise.
 #[napi(
+    catch_unwind,
     ts_args_type = "options: unknown, standalone: boolean, listener?: ((userId: string, subscription: NativeSubscription) => Promise<void>) | undefined | null"
 )]
 pub fn parse_options(
@@ -244,13 +268,13 @@ fn native_subscription(view: SubscriptionView) -> NativeSubscription {
 }
 
 /// The contract's routing: the endpoint path a request maps to, if any.
-#[napi]
+#[napi(catch_unwind)]
 pub fn match_route(method: String, path: String, base_path: String) -> Option<String> {
     http::match_route(&method, &path, &base_path).map(|route| route.endpoint().path.to_owned())
 }
 
 /// Verifies a webhook and returns the parsed event (the SDK's `constructEvent`).
-#[napi(ts_return_type = "Record<string, unknown>")]
+#[napi(catch_unwind, ts_return_type = "Record<string, unknown>")]
 pub fn construct_event(
     payload: Either<Buffer, String>,
     header: String,
@@ -290,7 +314,7 @@ pub struct NativeBilling {
 
 #[napi]
 impl NativeBilling {
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn endpoints(&self) -> Vec<NativeEndpoint> {
         ENDPOINTS
             .iter()
@@ -329,7 +353,11 @@ impl NativeBilling {
             body: request.body.to_vec(),
             body_too_large: request.body_too_large,
         };
-        let reply = http::handle(&self.service, route, &request, user_id.as_deref()).await;
+        let service = Arc::clone(&self.service);
+        let reply = guarded(async move {
+            Ok(http::handle(&service, route, &request, user_id.as_deref()).await)
+        })
+        .await?;
         Ok(NativeResponse {
             status: u32::from(reply.status),
             headers: reply.headers.into_iter().map(|(k, v)| vec![k, v]).collect(),
@@ -344,15 +372,20 @@ impl NativeBilling {
         email: String,
         name: Option<String>,
     ) -> napi::Result<String> {
-        self.service
-            .create_customer(&user_id, &email, name.as_deref())
-            .await
-            .map_err(to_js)
+        let service = Arc::clone(&self.service);
+        guarded(async move {
+            service
+                .create_customer(&user_id, &email, name.as_deref())
+                .await
+                .map_err(to_js)
+        })
+        .await
     }
 
     #[napi]
     pub async fn get_customer_id(&self, user_id: String) -> napi::Result<Option<String>> {
-        self.service.get_customer_id(&user_id).await.map_err(to_js)
+        let service = Arc::clone(&self.service);
+        guarded(async move { service.get_customer_id(&user_id).await.map_err(to_js) }).await
     }
 
     #[napi]
@@ -373,11 +406,14 @@ impl NativeBilling {
                     .unwrap_or_default(),
             })
             .unwrap_or_default();
-        let session = self
-            .service
-            .create_checkout_session(&user_id, &price_id, &options)
-            .await
-            .map_err(to_js)?;
+        let service = Arc::clone(&self.service);
+        let session = guarded(async move {
+            service
+                .create_checkout_session(&user_id, &price_id, &options)
+                .await
+                .map_err(to_js)
+        })
+        .await?;
         Ok(NativeCheckoutSession {
             url: session.url,
             session_id: session.session_id,
@@ -390,10 +426,14 @@ impl NativeBilling {
         user_id: String,
         return_url: String,
     ) -> napi::Result<String> {
-        self.service
-            .create_portal_session(&user_id, &return_url)
-            .await
-            .map_err(to_js)
+        let service = Arc::clone(&self.service);
+        guarded(async move {
+            service
+                .create_portal_session(&user_id, &return_url)
+                .await
+                .map_err(to_js)
+        })
+        .await
     }
 
     #[napi]
@@ -401,20 +441,10 @@ impl NativeBilling {
         &self,
         user_id: String,
     ) -> napi::Result<Option<NativeSubscription>> {
-        let view = self
-            .service
-            .get_subscription(&user_id)
-            .await
-            .map_err(to_js)?;
-        Ok(view.map(|s| NativeSubscription {
-            id: s.id,
-            status: s.status,
-            price_id: s.price_id,
-            current_period_end: s
-                .current_period_end
-                .and_then(|secs| chrono::DateTime::from_timestamp(secs, 0)),
-            cancel_at_period_end: s.cancel_at_period_end,
-        }))
+        let service = Arc::clone(&self.service);
+        let view =
+            guarded(async move { service.get_subscription(&user_id).await.map_err(to_js) }).await?;
+        Ok(view.map(native_subscription))
     }
 
     #[napi]
@@ -424,15 +454,40 @@ impl NativeBilling {
         email: String,
         name: Option<String>,
     ) -> napi::Result<()> {
-        self.service
-            .upsert_user(&id, &email, name.as_deref())
-            .await
-            .map_err(to_js)
+        let service = Arc::clone(&self.service);
+        guarded(async move {
+            service
+                .upsert_user(&id, &email, name.as_deref())
+                .await
+                .map_err(to_js)
+        })
+        .await
     }
 
     #[napi]
     pub async fn close(&self) -> napi::Result<()> {
-        self.service.close().await;
-        Ok(())
+        let service = Arc::clone(&self.service);
+        guarded(async move {
+            service.close().await;
+            Ok(())
+        })
+        .await
     }
+}
+
+/// Diagnostics, not public API: panics inside the addon to show that a Rust
+/// panic reaches JavaScript as a thrown Error (synchronous calls are wrapped in
+/// `catch_unwind`) or a rejected Promise (async work runs `guarded`), never as
+/// a crashed Node process.
+#[napi(catch_unwind, js_name = "__panicProbe")]
+pub fn panic_probe() -> napi::Result<()> {
+    std::panic::panic_any("kavachos-stripe panic probe (synchronous)".to_owned())
+}
+
+#[napi(js_name = "__panicProbeAsync")]
+pub async fn panic_probe_async() -> napi::Result<()> {
+    guarded(async {
+        std::panic::panic_any::<String>("kavachos-stripe panic probe (async)".to_owned())
+    })
+    .await
 }

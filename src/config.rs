@@ -426,15 +426,21 @@ fn stripe_id_list(field: &str, value: &OptionValue) -> BillingResult<Option<Vec<
         if !is_stripe_id(id) {
             return Err(BillingError::invalid_config(
                 format!("{field}[{i}]"),
-                "must be a Stripe id (1 to 255 visible ASCII characters)",
+                "must be a Stripe id (1 to 255 letters, digits, `_`, `-` or `.`)",
             ));
         }
     }
     Ok(Some(list))
 }
 
+/// Stripe ids (and legacy plan ids) are letters, digits, `_`, `-` and `.`;
+/// quotes, spaces and anything else never reach Stripe or the database.
 pub fn is_stripe_id(id: &str) -> bool {
-    !id.is_empty() && id.len() <= 255 && id.bytes().all(|b| b.is_ascii_graphic())
+    !id.is_empty()
+        && id.len() <= 255
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
 }
 
 /// `YYYY-MM-DD` optionally followed by `.name` (e.g. `2026-03-25.dahlia`).

@@ -53,6 +53,13 @@ pub fn parse_signature_header(header: &str) -> Result<SignatureHeader, Signature
     let mut timestamp = None;
     let mut v1 = Vec::new();
     for item in header.split(',') {
+        // Stripe never puts spaces in the header; ", " is what an HTTP stack
+        // makes of a Stripe-Signature header sent twice.
+        if item.starts_with(char::is_whitespace) || item.ends_with(char::is_whitespace) {
+            return Err(SignatureError::Malformed(
+                "it has spaces, or the header was sent more than once",
+            ));
+        }
         let Some((key, value)) = item.split_once('=') else {
             continue;
         };
