@@ -107,6 +107,8 @@ export interface StripePluginOptions {
   maxClientTrialDays?: number
   /** Metadata keys a client may set on a checkout; default none. */
   clientMetadataKeys?: readonly string[]
+  /** Days handled event ids stay in the ledger (pruned hourly); default 30, 0 keeps them forever, else at least 3. */
+  eventRetentionDays?: number
 }
 
 export interface CheckoutOptions {

@@ -43,6 +43,7 @@ test('accepts every declared option', () => {
     products: ['prod_app'],
     maxClientTrialDays: 14,
     clientMetadataKeys: ['campaign'],
+    eventRetentionDays: 90,
   })
 })
 
@@ -73,6 +74,7 @@ const invalid = [
   [{ secretKey: KEY, maxClientTrialDays: 1000 }, 'maxClientTrialDays'],
   [{ secretKey: KEY, clientMetadataKeys: ['kavach_user_id'] }, 'clientMetadataKeys[0]'],
   [{ secretKey: KEY, auth: async () => null }, 'createStripeBilling'],
+  [{ secretKey: KEY, eventRetentionDays: 1 }, 'eventRetentionDays'],
 ]
 
 for (const [options, expected] of invalid) {

@@ -287,6 +287,22 @@ for (const kind of DATABASE_KINDS) {
       assert.equal(notifications.filter((n) => n.userId === 'u_conc').length, 1)
     })
 
+    test('handled event ids older than eventRetentionDays are pruned; newer ones and unfinished ones stay', { skip: !db }, async () => {
+      // A fresh instance has not pruned yet: its first handled event prunes.
+      const fresh = await createHost({ database: db.config, plugins: [stripe({ secretKey: KEY, webhookSecret: SECRET, apiBase: fake.url })] })
+      const old = Math.floor(Date.now() / 1000) - 31 * 86400
+      await db.query("INSERT INTO kavach_stripe_events (id, type, created, state, lease_until, received_at) VALUES ('evt_ancient', 'x', 1, 'done', 0, ?)", [old])
+      await db.query("INSERT INTO kavach_stripe_events (id, type, created, state, lease_until, received_at, notify_user_id) VALUES ('evt_ancient_owed', 'x', 1, 'notify', 0, ?, 'u_basic')", [old])
+      await user('u_prune', 'cus_prune')
+      const body = JSON.stringify(event('customer.subscription.created', subscription({ id: 'sub_prune', customer: 'cus_prune' })))
+      const res = await fresh.plugins.handleRequest(new Request('http://app.test/auth/stripe/webhook', { method: 'POST', body, headers: { 'stripe-signature': signature(body, SECRET) } }))
+      assert.equal(res.status, 200)
+      await fresh.plugins.getContext().stripe.close()
+      const ids = (await db.query("SELECT id FROM kavach_stripe_events WHERE id LIKE 'evt_ancient%'")).map((r) => r.id)
+      assert.deepEqual(ids, ['evt_ancient_owed'], 'an owed notification is never pruned')
+      assert.ok(Number((await db.query('SELECT COUNT(*) AS n FROM kavach_stripe_events'))[0].n) > 5, 'recent ids stay')
+    })
+
     test('other event types answer 200 and change nothing', { skip: !db }, async () => {
       assert.deepEqual(await deliver(event('charge.succeeded', { id: 'ch_1', object: 'charge' })), { status: 200, body: { received: true } })
     })

@@ -1,6 +1,7 @@
 //! The billing service: the operations behind `api` and the endpoints, on top
 //! of the store and the Stripe client.
 
+use std::sync::atomic::{AtomicI64, Ordering as AtomicOrdering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -70,7 +71,12 @@ pub struct BillingService {
     store: Store,
     stripe: StripeClient,
     listener: Option<Arc<dyn SubscriptionListener>>,
+    /// When this instance last pruned the event ledger (Unix seconds).
+    last_prune: AtomicI64,
 }
+
+/// How often one instance prunes the ledger.
+const PRUNE_INTERVAL_SECS: i64 = 3600;
 
 impl BillingService {
     /// Connects to the database, runs the migrations and builds the client.
@@ -92,6 +98,7 @@ impl BillingService {
             store,
             stripe,
             listener,
+            last_prune: AtomicI64::new(0),
         })
     }
 
@@ -366,7 +373,29 @@ impl BillingService {
             stripe: &self.stripe,
             listener: self.listener.as_deref(),
         };
-        Ok(processor.process(event).await?.body())
+        let body = processor.process(event).await?.body();
+        self.prune_ledger_when_due().await;
+        Ok(body)
+    }
+
+    /// At most hourly per instance, drops handled event ids older than
+    /// `eventRetentionDays`. A failure here never fails the webhook.
+    async fn prune_ledger_when_due(&self) {
+        let days = i64::from(self.config.event_retention_days);
+        if days == 0 {
+            return;
+        }
+        let now = chrono::Utc::now().timestamp();
+        let last = self.last_prune.load(AtomicOrdering::Relaxed);
+        if now - last < PRUNE_INTERVAL_SECS
+            || self
+                .last_prune
+                .compare_exchange(last, now, AtomicOrdering::Relaxed, AtomicOrdering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        let _ = self.store.prune_events(now - days * 86_400).await;
     }
 
     pub async fn close(&self) {

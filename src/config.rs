@@ -20,6 +20,7 @@ pub const DEFAULT_MAX_NETWORK_RETRIES: u32 = 2;
 /// proxies and load balancers allow a request, so a user waiting on a checkout
 /// gets our error rather than a gateway timeout.
 pub const DEFAULT_TIMEOUT_MS: u64 = 15_000;
+pub const DEFAULT_EVENT_RETENTION_DAYS: u64 = 30;
 
 /// Whether the options belong to the kavachOS plugin or the standalone API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +65,8 @@ pub struct BillingConfig {
     pub products: Option<Vec<String>>,
     pub max_client_trial_days: u32,
     pub client_metadata_keys: Vec<String>,
+    /// Days a handled event id stays in the ledger; 0 keeps them forever.
+    pub event_retention_days: u32,
 }
 
 /// Every key `stripe()` accepts; `auth` is added for the standalone API.
@@ -85,6 +88,7 @@ const PLUGIN_KEYS: &[&str] = &[
     "products",
     "maxClientTrialDays",
     "clientMetadataKeys",
+    "eventRetentionDays",
 ];
 
 /// Stripe's metadata limits, which also bound `clientMetadataKeys`.
@@ -269,6 +273,18 @@ impl BillingConfig {
             }
         }
 
+        // Stripe redelivers for up to three days and lists events for 30:
+        // keep ids at least as long as a redelivery can come.
+        let event_retention_days = match get("eventRetentionDays") {
+            OptionValue::Number(n) if *n == 0.0 => 0,
+            value => integer_in("eventRetentionDays", value, 3, 3650, DEFAULT_EVENT_RETENTION_DAYS).map_err(|_| {
+                BillingError::invalid_config(
+                    "eventRetentionDays",
+                    "must be 0 (keep forever) or a whole number of days from 3 (Stripe redelivers for three days) to 3650",
+                )
+            })? as u32,
+        };
+
         Ok(Self {
             secret_key,
             webhook_secrets,
@@ -288,6 +304,7 @@ impl BillingConfig {
             products,
             max_client_trial_days,
             client_metadata_keys,
+            event_retention_days,
         })
     }
 }
@@ -530,6 +547,7 @@ mod tests {
         assert_eq!(config.max_client_trial_days, 0);
         assert!(config.webhook_secrets.is_empty());
         assert!(config.prices.is_none());
+        assert_eq!(config.event_retention_days, 30);
     }
 
     #[test]
@@ -662,6 +680,7 @@ mod tests {
             ),
             ("onSubscriptionChange", s("notify")),
             ("database", s("postgres://x")),
+            ("eventRetentionDays", OptionValue::Number(2.0)),
         ];
         for (field, value) in cases {
             let msg = error_of(

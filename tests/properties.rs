@@ -4,7 +4,9 @@
 
 use kavachos_stripe::events::{invoice_subscription_id, CheckoutCompletion, SubscriptionSnapshot};
 use kavachos_stripe::stripe::{hex, FormBody};
-use kavachos_stripe::webhook::{compute_signature, parse_event, parse_signature_header, verify_signature};
+use kavachos_stripe::webhook::{
+    compute_signature, parse_event, parse_signature_header, verify_signature,
+};
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
@@ -13,9 +15,19 @@ fn json_value() -> impl Strategy<Value = Value> {
         Just(Value::Null),
         any::<bool>().prop_map(Value::Bool),
         any::<i64>().prop_map(|n| json!(n)),
-        any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(|f| json!(f)),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(|f| json!(f)),
         ".{0,12}".prop_map(Value::String),
-        prop::sample::select(vec!["id", "event", "subscription", "active", "customer", "v2.core.event"]).prop_map(|s| json!(s)),
+        prop::sample::select(vec![
+            "id",
+            "event",
+            "subscription",
+            "active",
+            "customer",
+            "v2.core.event"
+        ])
+        .prop_map(|s| json!(s)),
     ];
     leaf.prop_recursive(4, 64, 8, |inner| {
         prop_oneof![
@@ -23,15 +35,36 @@ fn json_value() -> impl Strategy<Value = Value> {
             prop::collection::vec(
                 (
                     prop::sample::select(vec![
-                        "id", "object", "type", "created", "data", "object", "customer", "status", "items", "price",
-                        "product", "current_period_end", "cancel_at", "metadata", "kavach_user_id", "parent",
-                        "subscription_details", "subscription", "mode",
+                        "id",
+                        "object",
+                        "type",
+                        "created",
+                        "data",
+                        "object",
+                        "customer",
+                        "status",
+                        "items",
+                        "price",
+                        "product",
+                        "current_period_end",
+                        "cancel_at",
+                        "metadata",
+                        "kavach_user_id",
+                        "parent",
+                        "subscription_details",
+                        "subscription",
+                        "mode",
                     ]),
                     inner
                 ),
                 0..8
             )
-            .prop_map(|entries| Value::Object(entries.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())),
+            .prop_map(|entries| Value::Object(
+                entries
+                    .into_iter()
+                    .map(|(k, v)| (k.to_owned(), v))
+                    .collect()
+            )),
         ]
     })
 }

@@ -37,6 +37,7 @@ pub struct Dialect {
     pub release_event: &'static str,
     pub release_notification: &'static str,
     pub mark_notified: &'static str,
+    pub prune_events: &'static str,
 
     // Subscriptions and the projection.
     pub checkout_session_user: &'static str,
@@ -169,6 +170,7 @@ pub static POSTGRES: Dialect = Dialect {
     take_over_customer_claim: "UPDATE kavach_stripe_customer_claims SET claimed_at = $1 WHERE user_id = $2 AND claimed_at < $3",
     release_customer_claim: "DELETE FROM kavach_stripe_customer_claims WHERE user_id = $1",
     release_notification: "UPDATE kavach_stripe_events SET lease_until = 0 WHERE id = $1 AND state = 'notify'",
+    prune_events: "DELETE FROM kavach_stripe_events WHERE received_at < $1 AND state IN ('done', 'ignored')",
 };
 
 pub static MYSQL: Dialect = Dialect {
@@ -278,6 +280,7 @@ pub static MYSQL: Dialect = Dialect {
     take_over_customer_claim: "UPDATE kavach_stripe_customer_claims SET claimed_at = ? WHERE user_id = ? AND claimed_at < ?",
     release_customer_claim: "DELETE FROM kavach_stripe_customer_claims WHERE user_id = ?",
     release_notification: "UPDATE kavach_stripe_events SET lease_until = 0 WHERE id = ? AND state = 'notify'",
+    prune_events: "DELETE FROM kavach_stripe_events WHERE received_at < ? AND state IN ('done', 'ignored')",
 };
 
 pub static SQLITE: Dialect = Dialect {
@@ -384,4 +387,5 @@ pub static SQLITE: Dialect = Dialect {
     take_over_customer_claim: "UPDATE kavach_stripe_customer_claims SET claimed_at = ? WHERE user_id = ? AND claimed_at < ?",
     release_customer_claim: "DELETE FROM kavach_stripe_customer_claims WHERE user_id = ?",
     release_notification: "UPDATE kavach_stripe_events SET lease_until = 0 WHERE id = ? AND state = 'notify'",
+    prune_events: "DELETE FROM kavach_stripe_events WHERE received_at < ? AND state IN ('done', 'ignored')",
 };

@@ -136,6 +136,15 @@ impl Store {
         Ok(())
     }
 
+    /// Deletes handled event ids received before `before` (Unix seconds).
+    /// Ordering lives on the subscriptions, so this never affects it.
+    pub async fn prune_events(&self, before: i64) -> BillingResult<u64> {
+        let deleted = dispatch!(self, pool => {
+            sqlx::query(self.sql.prune_events).bind(before).execute(pool).await?.rows_affected()
+        });
+        Ok(deleted)
+    }
+
     pub async fn mark_notified(&self, id: &str) -> BillingResult<()> {
         dispatch!(self, pool => {
             sqlx::query(self.sql.mark_notified).bind(id).execute(pool).await?;
