@@ -208,3 +208,14 @@ export declare function constructEvent(
   secret: string | readonly string[],
   tolerance?: number,
 ): StripeEvent
+
+/**
+ * Verifies `Stripe-Signature` over the raw payload and nothing else (no JSON
+ * parsing). Throws an Error with a `signature_*` or `timestamp_out_of_tolerance` code.
+ */
+export declare function verifySignature(
+  payload: Buffer | string,
+  header: string,
+  secret: string | readonly string[],
+  tolerance?: number,
+): void

@@ -152,7 +152,13 @@ async function createStripeBilling(options) {
 
 /** Verifies a webhook and returns the event: a drop-in for the SDK's `constructEvent`. */
 function constructEvent(payload, header, secret, tolerance) {
-  return callSync(() => native.constructEvent(payload, header, secret, tolerance))
+  callSync(() => native.constructEvent(payload, header, secret, tolerance))
+  return JSON.parse(typeof payload === 'string' ? payload : payload.toString('utf8'))
 }
 
-module.exports = { stripe, createStripeBilling, constructEvent, StripeApiError }
+/** Verifies `Stripe-Signature` over the raw payload; throws on failure. */
+function verifySignature(payload, header, secret, tolerance) {
+  callSync(() => native.verifySignature(payload, header, secret, tolerance))
+}
+
+module.exports = { stripe, createStripeBilling, constructEvent, verifySignature, StripeApiError }

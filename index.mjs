@@ -1,4 +1,4 @@
 import kavachosStripe from './index.js'
 
-export const { stripe, createStripeBilling, constructEvent, StripeApiError } = kavachosStripe
+export const { stripe, createStripeBilling, constructEvent, verifySignature, StripeApiError } = kavachosStripe
 export default kavachosStripe

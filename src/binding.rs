@@ -8,7 +8,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use napi::bindgen_prelude::{
-    Buffer, FnArgs, Function, JsObjectValue, Object, Promise, PromiseRaw, Unknown,
+    Buffer, BufferSlice, FnArgs, Function, JsObjectValue, Object, Promise, PromiseRaw, Unknown,
 };
 use napi::threadsafe_function::ThreadsafeFunction;
 use napi::{Either, Env, JsValue, ValueType};
@@ -21,7 +21,7 @@ use crate::events::SubscriptionListener;
 use crate::http::{self, HttpRequest, Route, ENDPOINTS, MAX_JSON_BODY_BYTES};
 use crate::option_value::OptionValue;
 use crate::store::{DatabaseOptions, DatabaseSource};
-use crate::webhook::{parse_event, verify_signature};
+use crate::webhook::{self, check_event};
 
 /// Maps a core error once, at the boundary.
 fn to_js(error: BillingError) -> napi::Error {
@@ -273,18 +273,7 @@ pub fn match_route(method: String, path: String, base_path: String) -> Option<St
     http::match_route(&method, &path, &base_path).map(|route| route.endpoint().path.to_owned())
 }
 
-/// Verifies a webhook and returns the parsed event (the SDK's `constructEvent`).
-#[napi(catch_unwind, ts_return_type = "Record<string, unknown>")]
-pub fn construct_event(
-    payload: Either<Buffer, String>,
-    header: String,
-    secret: Either<String, Vec<String>>,
-    tolerance: Option<f64>,
-) -> napi::Result<serde_json::Value> {
-    let bytes: Vec<u8> = match payload {
-        Either::A(buffer) => buffer.to_vec(),
-        Either::B(text) => text.into_bytes(),
-    };
+fn signature_arguments(secret: Either<String, Vec<String>>, tolerance: Option<f64>) -> napi::Result<(Vec<String>, u64)> {
     let secrets = match secret {
         Either::A(one) => vec![one],
         Either::B(many) => many,
@@ -299,12 +288,44 @@ pub fn construct_event(
             ))
         }
     };
-    let now = chrono::Utc::now().timestamp();
-    verify_signature(&bytes, &header, &secrets, tolerance, now)
+    Ok((secrets, tolerance))
+}
+
+fn payload_bytes<'a>(payload: &'a Either<BufferSlice<'_>, String>) -> &'a [u8] {
+    match payload {
+        Either::A(buffer) => buffer,
+        Either::B(text) => text.as_bytes(),
+    }
+}
+
+/// Verifies `Stripe-Signature` over the raw payload (nothing else).
+#[napi(catch_unwind)]
+pub fn verify_signature(
+    payload: Either<BufferSlice<'_>, String>,
+    header: String,
+    secret: Either<String, Vec<String>>,
+    tolerance: Option<f64>,
+) -> napi::Result<()> {
+    let (secrets, tolerance) = signature_arguments(secret, tolerance)?;
+    webhook::verify_signature(payload_bytes(&payload), &header, &secrets, tolerance, chrono::Utc::now().timestamp())
+        .map(|_| ())
+        .map_err(|e| coded(e.code(), e.to_string()))
+}
+
+/// Verifies a webhook and checks that it is a snapshot event (the SDK's
+/// `constructEvent`); the JS wrapper parses the verified payload.
+#[napi(catch_unwind)]
+pub fn construct_event(
+    payload: Either<BufferSlice<'_>, String>,
+    header: String,
+    secret: Either<String, Vec<String>>,
+    tolerance: Option<f64>,
+) -> napi::Result<()> {
+    let (secrets, tolerance) = signature_arguments(secret, tolerance)?;
+    let bytes = payload_bytes(&payload);
+    webhook::verify_signature(bytes, &header, &secrets, tolerance, chrono::Utc::now().timestamp())
         .map_err(|e| coded(e.code(), e.to_string()))?;
-    parse_event(&bytes)
-        .map(|event| event.raw)
-        .map_err(|e| coded("payload_invalid", e.to_string()))
+    check_event(bytes).map_err(|e| coded("payload_invalid", e.to_string()))
 }
 
 #[napi]

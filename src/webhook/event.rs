@@ -1,5 +1,10 @@
 //! The event envelope: what every verified webhook body must be.
 
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{IgnoredAny, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 use thiserror::Error;
 
@@ -75,6 +80,65 @@ pub fn parse_event(payload: &[u8]) -> Result<EventEnvelope, EventError> {
     })
 }
 
+/// The envelope's shape, read without building a document: strings borrowed,
+/// `data.object` skipped once known to be an object.
+#[derive(Deserialize)]
+struct Shape<'a> {
+    #[serde(borrow, default)]
+    object: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    id: Option<Cow<'a, str>>,
+    #[serde(borrow, default, rename = "type")]
+    event_type: Option<Cow<'a, str>>,
+    #[serde(default)]
+    created: Option<i64>,
+    #[serde(default)]
+    data: Option<DataShape>,
+}
+
+#[derive(Deserialize)]
+struct DataShape {
+    #[serde(default)]
+    object: Option<AnyObject>,
+}
+
+/// Any JSON object, skipped.
+struct AnyObject;
+
+impl<'de> Deserialize<'de> for AnyObject {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ObjectVisitor;
+        impl<'de> Visitor<'de> for ObjectVisitor {
+            type Value = AnyObject;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<AnyObject, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(AnyObject)
+            }
+        }
+        deserializer.deserialize_map(ObjectVisitor)
+    }
+}
+
+/// Checks that a payload is a snapshot event, as `parse_event` would, without
+/// building the document (for `constructEvent`, whose caller parses it in JS).
+pub fn check_event(payload: &[u8]) -> Result<(), EventError> {
+    let valid = serde_json::from_slice::<Shape<'_>>(payload).is_ok_and(|shape| {
+        shape.object.as_deref() == Some("event")
+            && shape.id.as_deref().is_some_and(|id| !id.is_empty() && id.len() <= 255)
+            && shape.event_type.as_deref().is_some_and(|t| !t.is_empty() && t.len() <= 255)
+            && shape.created.is_some()
+            && shape.data.is_some_and(|d| d.object.is_some())
+    });
+    if valid {
+        return Ok(());
+    }
+    // The slow path names what is wrong.
+    parse_event(payload).map(|_| ())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -87,6 +151,24 @@ mod tests {
         .unwrap();
         assert_eq!(event.id, "evt_1");
         assert_eq!(event.object["id"], "sub_1");
+    }
+
+    #[test]
+    fn the_shape_check_agrees_with_the_parser() {
+        let cases: [&[u8]; 9] = [
+            br#"{"id":"evt_1","object":"event","type":"x","created":1,"data":{"object":{"id":"sub_1"}}}"#,
+            br#"{"id":"evt_1","object":"event","type":"x","created":1,"data":{"object":[]}}"#,
+            br#"{"id":"evt_1","object":"event","type":"x","created":1.5,"data":{"object":{}}}"#,
+            br#"{"id":5,"object":"event","type":"x","created":1,"data":{"object":{}}}"#,
+            br#"{"id":"evt_\u00e9","object":"event","type":"x","created":1,"data":{"object":{}}}"#,
+            br#"{"id":"evt_1","object":"v2.core.event"}"#,
+            b"[]",
+            b"",
+            br#"{"id":"evt_1","object":"event","type":"","created":1,"data":{"object":{}}}"#,
+        ];
+        for payload in cases {
+            assert_eq!(check_event(payload).is_ok(), parse_event(payload).is_ok(), "{}", String::from_utf8_lossy(payload));
+        }
     }
 
     #[test]

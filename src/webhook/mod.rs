@@ -3,7 +3,7 @@
 mod event;
 mod signature;
 
-pub use event::{parse_event, EventEnvelope, EventError};
+pub use event::{check_event, parse_event, EventEnvelope, EventError};
 pub use signature::{
     compute_signature, parse_signature_header, verify_signature, SignatureError, SignatureHeader,
 };
