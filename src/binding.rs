@@ -273,7 +273,10 @@ pub fn match_route(method: String, path: String, base_path: String) -> Option<St
     http::match_route(&method, &path, &base_path).map(|route| route.endpoint().path.to_owned())
 }
 
-fn signature_arguments(secret: Either<String, Vec<String>>, tolerance: Option<f64>) -> napi::Result<(Vec<String>, u64)> {
+fn signature_arguments(
+    secret: Either<String, Vec<String>>,
+    tolerance: Option<f64>,
+) -> napi::Result<(Vec<String>, u64)> {
     let secrets = match secret {
         Either::A(one) => vec![one],
         Either::B(many) => many,
@@ -307,9 +310,15 @@ pub fn verify_signature(
     tolerance: Option<f64>,
 ) -> napi::Result<()> {
     let (secrets, tolerance) = signature_arguments(secret, tolerance)?;
-    webhook::verify_signature(payload_bytes(&payload), &header, &secrets, tolerance, chrono::Utc::now().timestamp())
-        .map(|_| ())
-        .map_err(|e| coded(e.code(), e.to_string()))
+    webhook::verify_signature(
+        payload_bytes(&payload),
+        &header,
+        &secrets,
+        tolerance,
+        chrono::Utc::now().timestamp(),
+    )
+    .map(|_| ())
+    .map_err(|e| coded(e.code(), e.to_string()))
 }
 
 /// Verifies a webhook and checks that it is a snapshot event (the SDK's
@@ -323,8 +332,14 @@ pub fn construct_event(
 ) -> napi::Result<()> {
     let (secrets, tolerance) = signature_arguments(secret, tolerance)?;
     let bytes = payload_bytes(&payload);
-    webhook::verify_signature(bytes, &header, &secrets, tolerance, chrono::Utc::now().timestamp())
-        .map_err(|e| coded(e.code(), e.to_string()))?;
+    webhook::verify_signature(
+        bytes,
+        &header,
+        &secrets,
+        tolerance,
+        chrono::Utc::now().timestamp(),
+    )
+    .map_err(|e| coded(e.code(), e.to_string()))?;
     check_event(bytes).map_err(|e| coded("payload_invalid", e.to_string()))
 }
 

@@ -127,8 +127,14 @@ impl<'de> Deserialize<'de> for AnyObject {
 pub fn check_event(payload: &[u8]) -> Result<(), EventError> {
     let valid = serde_json::from_slice::<Shape<'_>>(payload).is_ok_and(|shape| {
         shape.object.as_deref() == Some("event")
-            && shape.id.as_deref().is_some_and(|id| !id.is_empty() && id.len() <= 255)
-            && shape.event_type.as_deref().is_some_and(|t| !t.is_empty() && t.len() <= 255)
+            && shape
+                .id
+                .as_deref()
+                .is_some_and(|id| !id.is_empty() && id.len() <= 255)
+            && shape
+                .event_type
+                .as_deref()
+                .is_some_and(|t| !t.is_empty() && t.len() <= 255)
             && shape.created.is_some()
             && shape.data.is_some_and(|d| d.object.is_some())
     });
@@ -167,7 +173,12 @@ mod tests {
             br#"{"id":"evt_1","object":"event","type":"","created":1,"data":{"object":{}}}"#,
         ];
         for payload in cases {
-            assert_eq!(check_event(payload).is_ok(), parse_event(payload).is_ok(), "{}", String::from_utf8_lossy(payload));
+            assert_eq!(
+                check_event(payload).is_ok(),
+                parse_event(payload).is_ok(),
+                "{}",
+                String::from_utf8_lossy(payload)
+            );
         }
     }
 
