@@ -50,7 +50,7 @@ mod ledger;
 mod subscriptions;
 
 pub use ledger::{Claim, EventState};
-pub use subscriptions::{ApplyOutcome, SubscriptionChange, SubscriptionWrite};
+pub use subscriptions::{ApplyOutcome, ClaimInTransaction, SubscriptionChange, SubscriptionWrite};
 
 /// Opens a write transaction. SQLite takes the write lock up front
 /// (`BEGIN IMMEDIATE`), so concurrent writers wait for the busy timeout
