@@ -29,16 +29,6 @@ const CUSTOMER_CLAIM_WAIT: Duration = Duration::from_secs(20);
 pub const DEFAULT_SUCCESS_PATH: &str = "/billing/success?session_id={CHECKOUT_SESSION_ID}";
 pub const DEFAULT_CANCEL_PATH: &str = "/billing/cancel";
 
-/// Statuses under which a subscription still counts as the user's current one.
-pub const LIVE_STATUSES: [&str; 6] = [
-    "trialing",
-    "active",
-    "past_due",
-    "unpaid",
-    "paused",
-    "incomplete",
-];
-
 /// The user's subscription as projected onto `kavach_users`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]

@@ -266,14 +266,7 @@ impl EventProcessor<'_> {
             }
             "invoice.payment_failed" => {
                 let Some(subscription_id) = invoice_subscription_id(object) else {
-                    self.store
-                        .finish_event(
-                            &event.id,
-                            EventState::Ignored,
-                            Some("not a subscription invoice"),
-                        )
-                        .await?;
-                    return Ok(Handled::ignored("not a subscription invoice"));
+                    return self.ignore(event, "not a subscription invoice").await;
                 };
                 self.payment_failed(event, &subscription_id, deadline).await
             }
@@ -314,14 +307,9 @@ impl EventProcessor<'_> {
                 ));
             };
             let Some(snapshot) = self.fetch_subscription(subscription_id, deadline).await? else {
-                self.store
-                    .finish_event(
-                        &event.id,
-                        EventState::Ignored,
-                        Some("the subscription is gone at Stripe"),
-                    )
-                    .await?;
-                return Ok(Handled::ignored("the subscription is gone at Stripe"));
+                return self
+                    .ignore(event, "the subscription is gone at Stripe")
+                    .await;
             };
             return self
                 .apply_snapshot(event, snapshot, true, recorded_user, deadline)
@@ -329,10 +317,7 @@ impl EventProcessor<'_> {
         }
         // payment and setup modes: link the customer only.
         let Some(customer_id) = &completion.customer_id else {
-            self.store
-                .finish_event(&event.id, EventState::Ignored, Some("no customer"))
-                .await?;
-            return Ok(Handled::ignored("no customer"));
+            return self.ignore(event, "no customer").await;
         };
         match self
             .resolve_user(customer_id, recorded_user, None, deadline)
@@ -347,17 +332,16 @@ impl EventProcessor<'_> {
                     notify_user: None,
                 })
             }
-            None => {
-                self.store
-                    .finish_event(
-                        &event.id,
-                        EventState::Ignored,
-                        Some("no user owns this customer"),
-                    )
-                    .await?;
-                Ok(Handled::ignored("no user owns this customer"))
-            }
+            None => self.ignore(event, "no user owns this customer").await,
         }
+    }
+
+    /// Records the event as ignored, with why.
+    async fn ignore(&self, event: &EventEnvelope, reason: &'static str) -> BillingResult<Handled> {
+        self.store
+            .finish_event(&event.id, EventState::Ignored, Some(reason))
+            .await?;
+        Ok(Handled::ignored(reason))
     }
 
     async fn payment_failed(
@@ -400,14 +384,8 @@ impl EventProcessor<'_> {
                     .await
             }
             None => {
-                self.store
-                    .finish_event(
-                        &event.id,
-                        EventState::Ignored,
-                        Some("the subscription is gone at Stripe"),
-                    )
-                    .await?;
-                Ok(Handled::ignored("the subscription is gone at Stripe"))
+                self.ignore(event, "the subscription is gone at Stripe")
+                    .await
             }
         }
     }
@@ -422,14 +400,7 @@ impl EventProcessor<'_> {
     ) -> BillingResult<Handled> {
         if let Some(products) = &self.config.products {
             if !snapshot.has_any_product(products) {
-                self.store
-                    .finish_event(
-                        &event.id,
-                        EventState::Ignored,
-                        Some("none of the configured products"),
-                    )
-                    .await?;
-                return Ok(Handled::ignored("none of the configured products"));
+                return self.ignore(event, "none of the configured products").await;
             }
         }
         let metadata_user = snapshot.metadata_user_id.clone();
@@ -454,14 +425,9 @@ impl EventProcessor<'_> {
                 ApplyOutcome::NeedsRefetch if !authoritative => {
                     let Some(fetched) = self.fetch_subscription(&snapshot.id, deadline).await?
                     else {
-                        self.store
-                            .finish_event(
-                                &event.id,
-                                EventState::Ignored,
-                                Some("the subscription is gone at Stripe"),
-                            )
-                            .await?;
-                        return Ok(Handled::ignored("the subscription is gone at Stripe"));
+                        return self
+                            .ignore(event, "the subscription is gone at Stripe")
+                            .await;
                     };
                     snapshot = fetched;
                     authoritative = true;
