@@ -81,38 +81,19 @@ pub struct StoredFacts {
     pub last_event_created: Option<i64>,
 }
 
-macro_rules! in_write_transaction {
-    ($store:expr, $tx:ident => $body:expr) => {
-        match &$store.pool {
-            DbPool::Postgres(pool) => {
-                let mut $tx = pool.begin_write().await?;
-                let result: BillingResult<ApplyOutcome> = $body;
-                // Outcomes that change nothing roll back (the transaction is dropped).
-                if result.as_ref().is_ok_and(ApplyOutcome::commits) {
-                    $tx.commit().await?;
-                }
-                result
-            }
-            DbPool::MySql(pool) => {
-                let mut $tx = pool.begin_write().await?;
-                let result: BillingResult<ApplyOutcome> = $body;
-                // Outcomes that change nothing roll back (the transaction is dropped).
-                if result.as_ref().is_ok_and(ApplyOutcome::commits) {
-                    $tx.commit().await?;
-                }
-                result
-            }
-            DbPool::Sqlite(pool) => {
-                let mut $tx = pool.begin_write().await?;
-                let result: BillingResult<ApplyOutcome> = $body;
-                // Outcomes that change nothing roll back (the transaction is dropped).
-                if result.as_ref().is_ok_and(ApplyOutcome::commits) {
-                    $tx.commit().await?;
-                }
-                result
-            }
-        }
-    };
+/// Reads a row of `Dialect::select_subscription` / `lock_subscription`.
+fn facts_from_row<R: Row>(row: &R) -> Result<StoredFacts, sqlx::Error>
+where
+    usize: sqlx::ColumnIndex<R>,
+    String: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    Option<String>: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    Option<i64>: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    Ok(StoredFacts {
+        user_id: row.try_get(0)?,
+        status: row.try_get(1)?,
+        last_event_created: row.try_get(2)?,
+    })
 }
 
 impl Store {
@@ -127,9 +108,7 @@ impl Store {
                 .bind(subscription_id)
                 .fetch_optional(pool)
                 .await?
-                .map(|row| -> Result<StoredFacts, sqlx::Error> {
-                    Ok(StoredFacts { user_id: row.try_get(0)?, status: row.try_get(1)?, last_event_created: row.try_get(2)? })
-                })
+                .map(|row| facts_from_row(&row))
                 .transpose()?
         });
         Ok(facts)
@@ -140,8 +119,9 @@ impl Store {
         write: &SubscriptionWrite<'_>,
     ) -> BillingResult<ApplyOutcome> {
         let sql = self.sql;
-        in_write_transaction!(self, tx => {
-            async {
+        dispatch!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            let result: BillingResult<ApplyOutcome> = async {
                 if let Some(claim) = write.claim {
                     // A concurrent delivery of the same event waits here on the
                     // key until the first commits, then finds it taken.
@@ -169,9 +149,7 @@ impl Store {
                     .bind(subscription_id)
                     .fetch_optional(&mut *tx)
                     .await?
-                    .map(|row| -> Result<StoredFacts, sqlx::Error> {
-                        Ok(StoredFacts { user_id: row.try_get(0)?, status: row.try_get(1)?, last_event_created: row.try_get(2)? })
-                    })
+                    .map(|row| facts_from_row(&row))
                     .transpose()?;
                 let last = stored.as_ref().and_then(|s| s.last_event_created);
                 let owner: Option<String> = write
@@ -307,7 +285,12 @@ impl Store {
                     Some(_) => ApplyOutcome::Applied { changed_user },
                 })
             }
-            .await
+            .await;
+            // Outcomes that change nothing roll back (the transaction is dropped).
+            if result.as_ref().is_ok_and(ApplyOutcome::commits) {
+                tx.commit().await?;
+            }
+            result
         })
     }
 }
