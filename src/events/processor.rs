@@ -274,13 +274,7 @@ impl EventProcessor<'_> {
                 let customer_id = object_id(object)
                     .ok_or_else(|| BillingError::PayloadInvalid("the customer has no id".into()))?;
                 self.store.unlink_customer(&customer_id).await?;
-                self.store
-                    .finish_event(&event.id, EventState::Done, None)
-                    .await?;
-                Ok(Handled {
-                    outcome: EventOutcome::Applied { notified: false },
-                    notify_user: None,
-                })
+                self.done(event).await
             }
             _ => Ok(Handled {
                 outcome: EventOutcome::Unhandled,
@@ -323,17 +317,20 @@ impl EventProcessor<'_> {
             .resolve_user(customer_id, recorded_user, None, deadline)
             .await?
         {
-            Some(_) => {
-                self.store
-                    .finish_event(&event.id, EventState::Done, None)
-                    .await?;
-                Ok(Handled {
-                    outcome: EventOutcome::Applied { notified: false },
-                    notify_user: None,
-                })
-            }
+            Some(_) => self.done(event).await,
             None => self.ignore(event, "no user owns this customer").await,
         }
+    }
+
+    /// Records the event as handled, with no notification owed.
+    async fn done(&self, event: &EventEnvelope) -> BillingResult<Handled> {
+        self.store
+            .finish_event(&event.id, EventState::Done, None)
+            .await?;
+        Ok(Handled {
+            outcome: EventOutcome::Applied { notified: false },
+            notify_user: None,
+        })
     }
 
     /// Records the event as ignored, with why.
