@@ -301,6 +301,24 @@ fn payload_bytes<'a>(payload: &'a Either<BufferSlice<'_>, String>) -> &'a [u8] {
     }
 }
 
+fn verify_payload(
+    payload: &Either<BufferSlice<'_>, String>,
+    header: &str,
+    secret: Either<String, Vec<String>>,
+    tolerance: Option<f64>,
+) -> napi::Result<()> {
+    let (secrets, tolerance) = signature_arguments(secret, tolerance)?;
+    webhook::verify_signature(
+        payload_bytes(payload),
+        header,
+        &secrets,
+        tolerance,
+        chrono::Utc::now().timestamp(),
+    )
+    .map(|_| ())
+    .map_err(|e| coded(e.code(), e.to_string()))
+}
+
 /// Verifies `Stripe-Signature` over the raw payload (nothing else).
 #[napi(catch_unwind)]
 pub fn verify_signature(
@@ -309,16 +327,7 @@ pub fn verify_signature(
     secret: Either<String, Vec<String>>,
     tolerance: Option<f64>,
 ) -> napi::Result<()> {
-    let (secrets, tolerance) = signature_arguments(secret, tolerance)?;
-    webhook::verify_signature(
-        payload_bytes(&payload),
-        &header,
-        &secrets,
-        tolerance,
-        chrono::Utc::now().timestamp(),
-    )
-    .map(|_| ())
-    .map_err(|e| coded(e.code(), e.to_string()))
+    verify_payload(&payload, &header, secret, tolerance)
 }
 
 /// Verifies a webhook and checks that it is a snapshot event (the SDK's
@@ -330,17 +339,8 @@ pub fn construct_event(
     secret: Either<String, Vec<String>>,
     tolerance: Option<f64>,
 ) -> napi::Result<()> {
-    let (secrets, tolerance) = signature_arguments(secret, tolerance)?;
-    let bytes = payload_bytes(&payload);
-    webhook::verify_signature(
-        bytes,
-        &header,
-        &secrets,
-        tolerance,
-        chrono::Utc::now().timestamp(),
-    )
-    .map_err(|e| coded(e.code(), e.to_string()))?;
-    check_event(bytes).map_err(|e| coded("payload_invalid", e.to_string()))
+    verify_payload(&payload, &header, secret, tolerance)?;
+    check_event(payload_bytes(&payload)).map_err(|e| coded("payload_invalid", e.to_string()))
 }
 
 #[napi]
