@@ -16,6 +16,7 @@ import pg from 'pg'
 import Database from 'better-sqlite3'
 import { checkoutSession, event, invoice, subscription } from '../helpers/events.mjs'
 import { POSTGRES_URL } from '../helpers/databases.mjs'
+import { seededRandom } from './random.mjs'
 
 const here = path.dirname(fileURLToPath(import.meta.url))
 const USERS = Number(process.env.CHAOS_USERS ?? 200)
@@ -23,7 +24,7 @@ const ONLY = process.env.CHAOS_ONLY
 const SECRET_KEY = 'sk_test_chaos_0123456789'
 const WEBHOOK_SECRET = 'whsec_chaos_secret'
 const LIVE = ['trialing', 'active', 'past_due', 'unpaid', 'paused', 'incomplete']
-const random = mulberry32(20261128)
+const random = seededRandom(20261128)
 const pick = (list) => list[Math.floor(random() * list.length)]
 
 // ---- the events, and the truth they imply ---------------------------------
@@ -257,14 +258,3 @@ try {
 }
 console.log(`mismatches: ${mismatches}`)
 process.exit(mismatches === 0 ? 0 : 1)
-
-function mulberry32(seed) {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}

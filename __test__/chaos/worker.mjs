@@ -5,11 +5,12 @@ import fs from 'node:fs'
 import { stripe } from '../../index.js'
 import { createHost } from '../helpers/host.mjs'
 import { signature } from '../helpers/events.mjs'
+import { seededRandom } from './random.mjs'
 
 const job = JSON.parse(fs.readFileSync(process.argv[2], 'utf8'))
 const notifications = []
 let listenerThrows = 0
-const random = mulberry32(job.seed)
+const random = seededRandom(job.seed)
 
 const host = await createHost({
   database: job.database,
@@ -61,14 +62,3 @@ async function lane() {
 await Promise.all(Array.from({ length: job.concurrency }, lane))
 await api.close()
 fs.writeFileSync(job.resultFile, JSON.stringify({ name: job.name, responses, notifications, retries, failures, listenerThrows }))
-
-function mulberry32(seed) {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
