@@ -379,7 +379,7 @@ pub static SQLITE: Dialect = Dialect {
     lock_user: "SELECT id FROM kavach_users WHERE id = ?",
     select_subscription: "SELECT user_id, status, last_event_created FROM kavach_stripe_subscriptions WHERE id = ?",
     lock_subscription: "SELECT user_id, status, last_event_created FROM kavach_stripe_subscriptions WHERE id = ?",
-    upsert_subscription: "INSERT INTO kavach_stripe_subscriptions (id, customer_id, user_id, status, items, price_id, current_period_end, cancel_at_period_end, cancel_at, trial_end, created, last_event_created, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, unixepoch()) ON CONFLICT (id) DO UPDATE SET user_id = COALESCE(excluded.user_id, user_id), customer_id = excluded.customer_id, status = excluded.status, items = excluded.items, price_id = excluded.price_id, current_period_end = excluded.current_period_end, cancel_at_period_end = excluded.cancel_at_period_end, cancel_at = excluded.cancel_at, trial_end = excluded.trial_end, created = excluded.created, last_event_created = excluded.last_event_created, updated_at = excluded.updated_at",
+    upsert_subscription: SQLITE_UPSERT_SUBSCRIPTION,
     set_subscription_status: "UPDATE kavach_stripe_subscriptions SET status = ?, last_event_created = ?, updated_at = unixepoch() WHERE id = ?",
     user_subscriptions: "SELECT id, status, created, price_id, current_period_end, cancel_at_period_end, cancel_at FROM kavach_stripe_subscriptions WHERE user_id = ?",
     write_projection: "UPDATE kavach_users SET stripe_subscription_id = ?, stripe_subscription_status = ?, stripe_price_id = ?, stripe_current_period_end = ?, stripe_cancel_at_period_end = ?, updated_at = unixepoch() WHERE id = ?",
@@ -387,5 +387,67 @@ pub static SQLITE: Dialect = Dialect {
     take_over_customer_claim: "UPDATE kavach_stripe_customer_claims SET claimed_at = ? WHERE user_id = ? AND claimed_at < ?",
     release_customer_claim: "DELETE FROM kavach_stripe_customer_claims WHERE user_id = ?",
     release_notification: "UPDATE kavach_stripe_events SET lease_until = 0 WHERE id = ? AND state = 'notify'",
-    prune_events: "DELETE FROM kavach_stripe_events WHERE received_at < ? AND state IN ('done', 'ignored')",
+    prune_events: SQLITE_PRUNE_EVENTS,
 };
+
+const SQLITE_UPSERT_SUBSCRIPTION: &str = "INSERT INTO kavach_stripe_subscriptions (id, customer_id, user_id, status, items, price_id, current_period_end, cancel_at_period_end, cancel_at, trial_end, created, last_event_created, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, unixepoch()) ON CONFLICT (id) DO UPDATE SET user_id = COALESCE(excluded.user_id, user_id), customer_id = excluded.customer_id, status = excluded.status, items = excluded.items, price_id = excluded.price_id, current_period_end = excluded.current_period_end, cancel_at_period_end = excluded.cancel_at_period_end, cancel_at = excluded.cancel_at, trial_end = excluded.trial_end, created = excluded.created, last_event_created = excluded.last_event_created, updated_at = excluded.updated_at";
+
+/// The statements of the SQLite batch writer (`store::sqlite_writer`), run on
+/// the raw handle. Parameters are numbered because some repeat.
+#[derive(Debug)]
+pub struct WriterSql {
+    pub begin: &'static str,
+    pub commit: &'static str,
+    pub rollback: &'static str,
+    pub savepoint: &'static str,
+    pub rollback_to_savepoint: &'static str,
+    pub release_savepoint: &'static str,
+    /// One row: the user owning customer ?1, the ledger state of event ?2,
+    /// and `last_event_created` of subscription ?3 (each NULL when absent).
+    pub read_event_context: &'static str,
+    pub upsert_subscription: &'static str,
+    /// Computes user ?1's projection (the rule of `events::projection`: live
+    /// before terminal, then the newest, then the greater id) and writes it
+    /// only where it differs; returns a row only when it wrote.
+    pub write_projection: &'static str,
+    /// The ledger row of an event, written once in its final state.
+    pub record_event: &'static str,
+    pub prune_events: &'static str,
+}
+
+pub static SQLITE_WRITER: WriterSql = WriterSql {
+    begin: "BEGIN IMMEDIATE",
+    commit: "COMMIT",
+    rollback: "ROLLBACK",
+    savepoint: "SAVEPOINT kavach_event",
+    rollback_to_savepoint: "ROLLBACK TO kavach_event",
+    release_savepoint: "RELEASE kavach_event",
+    read_event_context: "SELECT \
+        (SELECT id FROM kavach_users WHERE stripe_customer_id = ?1), \
+        (SELECT state FROM kavach_stripe_events WHERE id = ?2), \
+        (SELECT last_event_created FROM kavach_stripe_subscriptions WHERE id = ?3)",
+    upsert_subscription: SQLITE_UPSERT_SUBSCRIPTION,
+    write_projection: "UPDATE kavach_users SET stripe_subscription_id = p.id, \
+        stripe_subscription_status = p.status, stripe_price_id = p.price_id, \
+        stripe_current_period_end = p.current_period_end, \
+        stripe_cancel_at_period_end = p.scheduled, updated_at = unixepoch() \
+        FROM (SELECT id, status, price_id, current_period_end, \
+                (cancel_at_period_end <> 0 OR cancel_at IS NOT NULL) AS scheduled \
+              FROM kavach_stripe_subscriptions WHERE user_id = ?1 \
+              ORDER BY status IN ('trialing', 'active', 'past_due', 'unpaid', 'paused', 'incomplete') DESC, \
+                created DESC, id DESC LIMIT 1) AS p \
+        WHERE kavach_users.id = ?1 AND ( \
+            stripe_subscription_id IS NOT p.id \
+            OR stripe_subscription_status IS NOT p.status \
+            OR stripe_price_id IS NOT p.price_id \
+            OR stripe_current_period_end IS NOT p.current_period_end \
+            OR (stripe_cancel_at_period_end <> 0) IS NOT p.scheduled) \
+        RETURNING 1",
+    record_event: "INSERT INTO kavach_stripe_events \
+        (id, type, created, state, detail, notify_user_id, lease_until, received_at, handled_at) \
+        VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)",
+    prune_events: SQLITE_PRUNE_EVENTS,
+};
+
+const SQLITE_PRUNE_EVENTS: &str =
+    "DELETE FROM kavach_stripe_events WHERE received_at < ? AND state IN ('done', 'ignored')";

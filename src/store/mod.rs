@@ -5,6 +5,8 @@
 mod dialect;
 mod migrate;
 mod sqlite_locks;
+mod sqlite_raw;
+mod sqlite_writer;
 mod target;
 
 use std::str::FromStr;
@@ -18,6 +20,9 @@ use sqlx::sqlite::{
 use sqlx::Row;
 
 pub use dialect::{Dialect, USERS_STRIPE_COLUMNS};
+pub use sqlite_writer::{
+    SqliteWriter, SubscriptionEventWrite, WriteOutcome, WriteReply, MAX_BATCH,
+};
 pub use target::{DatabaseOptions, DatabaseSource, DatabaseTarget, Provider};
 
 use crate::error::{BillingError, BillingResult};
@@ -96,6 +101,8 @@ impl BeginWrite for SqlitePool {
 pub struct Store {
     pool: DbPool,
     sql: &'static Dialect,
+    /// SQLite only: the group-commit writer for subscription events.
+    writer: Option<SqliteWriter>,
 }
 
 /// A `kavach_users` row as this package reads it (timestamps in Unix seconds).
@@ -190,8 +197,11 @@ impl Store {
                     .journal_mode(SqliteJournalMode::Wal)
                     .synchronous(SqliteSynchronous::Full)
                     .busy_timeout(SQLITE_BUSY_TIMEOUT);
+                // No ping before each acquire: it is a hop to the connection's
+                // worker thread and can only fail if that thread died.
                 let pool = SqlitePoolOptions::new()
                     .max_connections(1)
+                    .test_before_acquire(false)
                     .idle_timeout(None)
                     .max_lifetime(None)
                     .acquire_timeout(ACQUIRE_TIMEOUT)
@@ -207,6 +217,7 @@ impl Store {
                     SqliteConnectOptions::from_str("sqlite::memory:").map_err(connect_error)?;
                 let pool = SqlitePoolOptions::new()
                     .max_connections(1)
+                    .test_before_acquire(false)
                     .min_connections(1)
                     .idle_timeout(None)
                     .max_lifetime(None)
@@ -217,7 +228,19 @@ impl Store {
                 (DbPool::Sqlite(pool), &dialect::SQLITE)
             }
         };
-        Ok(Self { pool, sql })
+        let writer = match &pool {
+            DbPool::Sqlite(pool) => Some(SqliteWriter::start(
+                pool.clone(),
+                tokio::runtime::Handle::current(),
+            )?),
+            DbPool::Postgres(_) | DbPool::MySql(_) => None,
+        };
+        Ok(Self { pool, sql, writer })
+    }
+
+    /// The group-commit writer, on SQLite.
+    pub fn batch_writer(&self) -> Option<&SqliteWriter> {
+        self.writer.as_ref()
     }
 
     pub fn dialect_name(&self) -> &'static str {
@@ -281,8 +304,12 @@ impl Store {
         Ok(())
     }
 
-    /// Closes every connection; later calls fail with `closed`.
+    /// Closes every connection; later calls fail with `closed`. The writer
+    /// first commits and answers what is queued.
     pub async fn close(&self) {
+        if let Some(writer) = &self.writer {
+            writer.close().await;
+        }
         dispatch!(self, pool => pool.close().await)
     }
 

@@ -1,0 +1,676 @@
+//! Group commit on SQLite: one writer thread per store takes the subscription
+//! events that need no Stripe fetch, up to `MAX_BATCH` at a time, and applies
+//! them in one `BEGIN IMMEDIATE` transaction, each inside its own savepoint,
+//! with one commit (`synchronous = FULL`) for the batch. The whole batch runs
+//! synchronously on the connection's raw handle: one hop to the database per
+//! batch instead of one per statement.
+//!
+//! A delivery is answered only after the commit that holds it. An event that
+//! fails inside its savepoint rolls back alone; one that needs Stripe (a
+//! same-second tie, an unknown customer, a ledger row held by another
+//! delivery) rolls back and is declined to the general path. When the commit
+//! itself fails, every event of the batch is retried in a transaction of its
+//! own, so only an event that fails alone answers an error.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use sqlx::sqlite::SqlitePool;
+use tokio::runtime::Handle;
+
+use super::dialect::{WriterSql, SQLITE_WRITER};
+use super::sqlite_raw::{Param, RawConnection, SqliteCallError, StatementCache};
+use super::EventState;
+use crate::error::{BillingError, BillingResult};
+use crate::events::{decide, Ordering, SubscriptionSnapshot};
+
+/// Most events in one transaction.
+pub const MAX_BATCH: usize = 64;
+/// Prepared statements are finalized after this long without work, so the
+/// pool never holds a connection with statements of ours while idle.
+const IDLE_FINALIZE_AFTER: Duration = Duration::from_millis(500);
+/// How long `close` waits for queued work to be committed and answered.
+pub const CLOSE_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+const STALE_DETAIL: &str = "older than the stored state";
+
+/// A subscription event, verified and read, for the writer.
+#[derive(Debug, Clone)]
+pub struct SubscriptionEventWrite {
+    pub event_id: String,
+    pub event_type: String,
+    pub event_created: i64,
+    /// The subscription as the event shows it (`canceled` for a deletion).
+    pub snapshot: SubscriptionSnapshot,
+    /// Set when the app listens for changes: a changed projection is then
+    /// recorded as owed to the user, under a lease until this time.
+    pub notify_lease_until: Option<i64>,
+    /// Unix seconds.
+    pub received_at: i64,
+    /// When set, handled ledger rows received before this time are deleted
+    /// first, in the same transaction (`eventRetentionDays`); a failure there
+    /// does not fail the event.
+    pub prune_before: Option<i64>,
+}
+
+/// What the writer did with an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteOutcome {
+    /// Committed. `changed_user` is the user whose projection changed.
+    Applied { changed_user: Option<String> },
+    /// Handled before (the ledger says done or ignored): nothing written.
+    Duplicate,
+    /// Needs the general path (a Stripe fetch, or another delivery's lease):
+    /// nothing written.
+    Declined,
+}
+
+pub type WriteReply = Box<dyn FnOnce(BillingResult<WriteOutcome>) + Send>;
+
+struct Job {
+    write: SubscriptionEventWrite,
+    reply: Option<WriteReply>,
+}
+
+impl Job {
+    fn answer(mut self, result: BillingResult<WriteOutcome>) {
+        if let Some(reply) = self.reply.take() {
+            reply(result);
+        }
+    }
+}
+
+impl Drop for Job {
+    /// Every submitted event is answered exactly once, even when a panic
+    /// unwinds through the batch that held it.
+    fn drop(&mut self) {
+        if let Some(reply) = self.reply.take() {
+            reply(Err(BillingError::Internal(
+                "the SQLite writer stopped before this event was written".into(),
+            )));
+        }
+    }
+}
+
+/// The handle the store keeps; the thread does the work.
+pub struct SqliteWriter {
+    jobs: Mutex<Option<Sender<Job>>>,
+    stopped: Mutex<Option<tokio::sync::oneshot::Receiver<()>>>,
+}
+
+impl SqliteWriter {
+    pub fn start(pool: SqlitePool, runtime: Handle) -> BillingResult<Self> {
+        let (jobs, receiver) = mpsc::channel();
+        let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name("kavach-sqlite-writer".into())
+            .spawn(move || {
+                WriterThread {
+                    pool,
+                    runtime,
+                    sql: &SQLITE_WRITER,
+                    cache: StatementCache::default(),
+                }
+                .run(receiver);
+                let _ = stopped_tx.send(());
+            })
+            .map_err(|e| BillingError::Internal(format!("cannot start the SQLite writer: {e}")))?;
+        Ok(Self {
+            jobs: Mutex::new(Some(jobs)),
+            stopped: Mutex::new(Some(stopped_rx)),
+        })
+    }
+
+    /// Queues an event; `reply` is called once, after the commit that holds it
+    /// (or with `closed` when the writer no longer takes work).
+    pub fn submit(&self, write: SubscriptionEventWrite, reply: WriteReply) {
+        let job = Job {
+            write,
+            reply: Some(reply),
+        };
+        let jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
+        match jobs.as_ref() {
+            Some(sender) => {
+                if let Err(mpsc::SendError(job)) = sender.send(job) {
+                    job.answer(Err(BillingError::Closed));
+                }
+            }
+            None => job.answer(Err(BillingError::Closed)),
+        }
+    }
+
+    /// Stops taking work, then waits (at most `CLOSE_DRAIN_TIMEOUT`) until
+    /// what was queued is committed and answered and the thread has let go of
+    /// the connection.
+    pub async fn close(&self) {
+        // Dropping the sender lets the thread drain the queue, then stop.
+        drop(self.jobs.lock().unwrap_or_else(|e| e.into_inner()).take());
+        let stopped = self
+            .stopped
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(stopped) = stopped {
+            let _ = tokio::time::timeout(CLOSE_DRAIN_TIMEOUT, stopped).await;
+        }
+    }
+}
+
+struct WriterThread {
+    pool: SqlitePool,
+    runtime: Handle,
+    sql: &'static WriterSql,
+    cache: StatementCache,
+}
+
+/// How a batch's transaction ended.
+enum BatchEnd {
+    /// Committed: one result per event, in order.
+    Committed(Vec<BillingResult<WriteOutcome>>),
+    /// The transaction could not start: nothing was tried.
+    NotStarted(BillingError),
+    /// The transaction was lost (the commit failed, or SQLite rolled it back
+    /// after an error): nothing of the batch is stored.
+    Lost(BillingError),
+}
+
+/// Why one event's savepoint did not complete.
+enum EventFailure {
+    /// The event failed alone; its savepoint was rolled back.
+    Event(SqliteCallError),
+    /// The whole transaction is gone.
+    Transaction(SqliteCallError),
+}
+
+fn database_error(error: SqliteCallError) -> BillingError {
+    BillingError::Database(error.to_string())
+}
+
+/// The same failure, for each event of a batch.
+fn same_error(error: &BillingError) -> BillingError {
+    match error {
+        BillingError::Closed => BillingError::Closed,
+        BillingError::Database(message) => BillingError::Database(message.clone()),
+        other => BillingError::Database(other.to_string()),
+    }
+}
+
+impl WriterThread {
+    fn run(mut self, jobs: Receiver<Job>) {
+        loop {
+            let first = match jobs.recv_timeout(IDLE_FINALIZE_AFTER) {
+                Ok(job) => job,
+                Err(RecvTimeoutError::Timeout) => {
+                    self.release_statements();
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            let mut batch = Vec::with_capacity(MAX_BATCH);
+            batch.push(first);
+            while batch.len() < MAX_BATCH {
+                match jobs.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+            // A panic answers the batch's events through `Job::drop` and
+            // rolls back through `RollbackGuard`; the thread goes on.
+            let _ = catch_unwind(AssertUnwindSafe(|| self.write(batch)));
+        }
+        self.release_statements();
+    }
+
+    /// Finalizes the cached statements under the connection's lock.
+    fn release_statements(&mut self) {
+        if !self.cache.is_empty() {
+            let _ = self.with_connection(|connection| connection.finalize_statements());
+        }
+    }
+
+    /// Runs `work` with the pool's connection locked for this thread.
+    fn with_connection<T>(
+        &mut self,
+        work: impl FnOnce(&mut RawConnection<'_>) -> T,
+    ) -> BillingResult<T> {
+        let pool = self.pool.clone();
+        let cache = &mut self.cache;
+        self.runtime.block_on(async {
+            let mut connection = pool.acquire().await?;
+            let mut locked = connection.lock_handle().await?;
+            // SAFETY: `locked` gives this thread the connection until it drops,
+            // after `work` returns.
+            let mut raw = unsafe { RawConnection::new(locked.as_raw_handle(), cache) };
+            Ok(work(&mut raw))
+        })
+    }
+
+    fn write(&mut self, batch: Vec<Job>) {
+        let sql = self.sql;
+        let end = self
+            .with_connection(|connection| apply_batch(connection, sql, &batch))
+            .unwrap_or_else(BatchEnd::NotStarted);
+        match end {
+            BatchEnd::Committed(results) => {
+                for (job, result) in batch.into_iter().zip(results) {
+                    job.answer(result);
+                }
+            }
+            BatchEnd::NotStarted(error) => {
+                for job in batch {
+                    job.answer(Err(same_error(&error)));
+                }
+            }
+            BatchEnd::Lost(error) if batch.len() == 1 => {
+                for job in batch {
+                    job.answer(Err(same_error(&error)));
+                }
+            }
+            BatchEnd::Lost(_) => {
+                // Each event alone: only one that fails by itself answers 5xx.
+                for job in batch {
+                    self.write(vec![job]);
+                }
+            }
+        }
+    }
+}
+
+/// Rolls back a transaction left open by an early return or a panic.
+struct RollbackGuard<'a, 'c> {
+    connection: &'a mut RawConnection<'c>,
+    sql: &'static WriterSql,
+}
+
+impl Drop for RollbackGuard<'_, '_> {
+    fn drop(&mut self) {
+        if !self.connection.in_autocommit() {
+            let _ = self.connection.execute(self.sql.rollback, &[]);
+        }
+    }
+}
+
+fn apply_batch(
+    connection: &mut RawConnection<'_>,
+    sql: &'static WriterSql,
+    batch: &[Job],
+) -> BatchEnd {
+    if !connection.in_autocommit() {
+        // Left open by a failure outside this writer: start clean.
+        let _ = connection.execute(sql.rollback, &[]);
+    }
+    if let Err(error) = connection.execute(sql.begin, &[]) {
+        return BatchEnd::NotStarted(database_error(error));
+    }
+    let guard = RollbackGuard { connection, sql };
+    let mut results = Vec::with_capacity(batch.len());
+    for job in batch {
+        match apply_in_savepoint(guard.connection, sql, &job.write) {
+            Ok(outcome) => results.push(Ok(outcome)),
+            Err(EventFailure::Event(error)) => results.push(Err(database_error(error))),
+            Err(EventFailure::Transaction(error)) => return BatchEnd::Lost(database_error(error)),
+        }
+    }
+    match guard.connection.execute(sql.commit, &[]) {
+        Ok(()) => BatchEnd::Committed(results),
+        Err(error) => BatchEnd::Lost(database_error(error)),
+    }
+}
+
+fn apply_in_savepoint(
+    connection: &mut RawConnection<'_>,
+    sql: &'static WriterSql,
+    write: &SubscriptionEventWrite,
+) -> Result<WriteOutcome, EventFailure> {
+    if connection.in_autocommit() {
+        // SAVEPOINT would silently open a new transaction.
+        return Err(EventFailure::Transaction(SqliteCallError {
+            code: libsqlite3_sys::SQLITE_ABORT,
+            message: "the transaction was rolled back".into(),
+        }));
+    }
+    if let Some(before) = write.prune_before {
+        let _ = connection.execute(sql.prune_events, &[Param::Int(before)]);
+    }
+    connection
+        .execute(sql.savepoint, &[])
+        .map_err(EventFailure::Transaction)?;
+    let result = apply_event(connection, sql, write);
+    // `Duplicate` and `Declined` return before writing anything.
+    let keep = result.is_ok();
+    if connection.in_autocommit() {
+        // SQLite rolled the whole transaction back (I/O error, disk full).
+        return Err(EventFailure::Transaction(match result {
+            Err(error) => error,
+            Ok(_) => SqliteCallError {
+                code: libsqlite3_sys::SQLITE_ABORT,
+                message: "the transaction was rolled back".into(),
+            },
+        }));
+    }
+    let undo = if keep {
+        Ok(())
+    } else {
+        connection.execute(sql.rollback_to_savepoint, &[])
+    };
+    undo.and_then(|()| connection.execute(sql.release_savepoint, &[]))
+        .map_err(EventFailure::Transaction)?;
+    result.map_err(EventFailure::Event)
+}
+
+/// The event's statements, inside its savepoint (rolled back on an error).
+fn apply_event(
+    connection: &mut RawConnection<'_>,
+    sql: &'static WriterSql,
+    write: &SubscriptionEventWrite,
+) -> Result<WriteOutcome, SqliteCallError> {
+    let snapshot = &write.snapshot;
+    let mut context = None;
+    connection.run(
+        sql.read_event_context,
+        &[
+            Param::Text(&snapshot.customer_id),
+            Param::Text(&write.event_id),
+            Param::Text(&snapshot.id),
+        ],
+        |row| context = Some((row.text(0), row.text(1), row.int(2))),
+    )?;
+    let (owner, ledger_state, last_event_created) = context.unwrap_or((None, None, None));
+    match ledger_state.as_deref() {
+        None => {}
+        Some("done" | "ignored") => return Ok(WriteOutcome::Duplicate),
+        // `processing` or `notify`: another delivery holds it.
+        Some(_) => return Ok(WriteOutcome::Declined),
+    }
+    let Some(user_id) = owner else {
+        return Ok(WriteOutcome::Declined);
+    };
+    match decide(last_event_created, write.event_created, false) {
+        Ordering::Tie => return Ok(WriteOutcome::Declined),
+        Ordering::Stale => {
+            record_event(
+                connection,
+                sql,
+                write,
+                EventState::Done,
+                Some(STALE_DETAIL),
+                None,
+            )?;
+            return Ok(WriteOutcome::Applied { changed_user: None });
+        }
+        Ordering::Apply => {}
+    }
+    let main = snapshot.main_item();
+    let items = serde_json::to_string(&snapshot.items).map_err(|e| SqliteCallError {
+        code: libsqlite3_sys::SQLITE_MISUSE,
+        message: format!("cannot encode items: {e}"),
+    })?;
+    connection.execute(
+        sql.upsert_subscription,
+        &[
+            Param::Text(&snapshot.id),
+            Param::Text(&snapshot.customer_id),
+            Param::Text(&user_id),
+            Param::Text(&snapshot.status),
+            Param::Text(&items),
+            main.and_then(|i| i.price.as_deref()).into(),
+            main.and_then(|i| i.current_period_end).into(),
+            Param::Int(i64::from(snapshot.cancel_at_period_end)),
+            snapshot.cancel_at.into(),
+            snapshot.trial_end.into(),
+            Param::Int(snapshot.created),
+            Param::Int(write.event_created),
+        ],
+    )?;
+    let changed = connection.run(sql.write_projection, &[Param::Text(&user_id)], |_| {})? > 0;
+    let changed_user = changed.then_some(user_id);
+    match (&changed_user, write.notify_lease_until) {
+        (Some(user), Some(lease_until)) => record_event(
+            connection,
+            sql,
+            write,
+            EventState::Notify,
+            None,
+            Some((user, lease_until)),
+        )?,
+        _ => record_event(connection, sql, write, EventState::Done, None, None)?,
+    }
+    Ok(WriteOutcome::Applied { changed_user })
+}
+
+fn record_event(
+    connection: &mut RawConnection<'_>,
+    sql: &'static WriterSql,
+    write: &SubscriptionEventWrite,
+    state: EventState,
+    detail: Option<&str>,
+    notify: Option<(&String, i64)>,
+) -> Result<(), SqliteCallError> {
+    connection.execute(
+        sql.record_event,
+        &[
+            Param::Text(&write.event_id),
+            Param::Text(&write.event_type),
+            Param::Int(write.event_created),
+            Param::Text(state.as_str()),
+            detail.into(),
+            notify.map(|(user, _)| user.as_str()).into(),
+            Param::Int(notify.map_or(write.received_at, |(_, lease)| lease)),
+            Param::Int(write.received_at),
+        ],
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::mpsc as std_mpsc;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::events::{decide, project, StoredSubscription, SubscriptionItem};
+    use crate::store::subscriptions::projection_of;
+    use crate::store::{DatabaseTarget, Store};
+
+    const STATUSES: [&str; 5] = [
+        "active",
+        "trialing",
+        "past_due",
+        "canceled",
+        "incomplete_expired",
+    ];
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime")
+    }
+
+    fn store(runtime: &tokio::runtime::Runtime) -> Store {
+        runtime.block_on(async {
+            let store = Store::connect(&DatabaseTarget::SqliteMemory)
+                .await
+                .expect("connect");
+            store.migrate().await.expect("migrate");
+            store
+                .upsert_user("u1", "u1@example.com", None)
+                .await
+                .expect("user");
+            assert!(store.link_customer("u1", "cus_1").await.expect("link"));
+            store
+        })
+    }
+
+    #[derive(Debug, Clone)]
+    struct Step {
+        subscription: usize,
+        status: usize,
+        created: i64,
+        event_created: i64,
+        cancel_at_period_end: bool,
+        cancel_at: Option<i64>,
+        period_end: Option<i64>,
+    }
+
+    fn write(index: usize, step: &Step) -> SubscriptionEventWrite {
+        SubscriptionEventWrite {
+            event_id: format!("evt_{index}"),
+            event_type: "customer.subscription.updated".into(),
+            event_created: step.event_created,
+            snapshot: SubscriptionSnapshot {
+                id: format!("sub_{}", step.subscription),
+                customer_id: "cus_1".into(),
+                status: STATUSES[step.status].into(),
+                items: vec![SubscriptionItem {
+                    price: Some(format!("price_{index}")),
+                    product: Some("prod".into()),
+                    quantity: Some(1),
+                    current_period_end: step.period_end,
+                }],
+                cancel_at_period_end: step.cancel_at_period_end,
+                cancel_at: step.cancel_at,
+                trial_end: None,
+                created: step.created,
+                metadata_user_id: None,
+            },
+            notify_lease_until: None,
+            received_at: 1,
+            prune_before: None,
+        }
+    }
+
+    /// Submits every write before the writer can start, so they share batches.
+    fn submit_all(
+        store: &Store,
+        writes: Vec<SubscriptionEventWrite>,
+    ) -> Vec<BillingResult<WriteOutcome>> {
+        let (sender, receiver) = std_mpsc::channel();
+        let count = writes.len();
+        for (index, write) in writes.into_iter().enumerate() {
+            let sender = sender.clone();
+            store.batch_writer().expect("writer").submit(
+                write,
+                Box::new(move |result| {
+                    let _ = sender.send((index, result));
+                }),
+            );
+        }
+        let mut results: Vec<_> = (0..count)
+            .map(|_| receiver.recv().expect("answer"))
+            .collect();
+        results.sort_by_key(|(index, _)| *index);
+        results.into_iter().map(|(_, result)| result).collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+        /// Whatever the order and ties, the writer applies what `decide`
+        /// allows and its one-statement projection is `project()`'s.
+        #[test]
+        fn the_writer_follows_the_ordering_and_projection_rules(steps in prop::collection::vec(
+            (0usize..3, 0usize..5, 0i64..3, 0i64..6, any::<bool>(), prop::option::of(0i64..3), prop::option::of(0i64..3))
+                .prop_map(|(subscription, status, created, event_created, cancel_at_period_end, cancel_at, period_end)| Step {
+                    subscription, status, created, event_created, cancel_at_period_end, cancel_at, period_end,
+                }),
+            1..12,
+        )) {
+            let runtime = runtime();
+            let store = store(&runtime);
+            let writes: Vec<_> = steps.iter().enumerate().map(|(i, step)| write(i, step)).collect();
+            let results = submit_all(&store, writes.clone());
+
+            let mut model: HashMap<String, (i64, StoredSubscription)> = HashMap::new();
+            for (write, result) in writes.iter().zip(&results) {
+                let snapshot = &write.snapshot;
+                let last = model.get(&snapshot.id).map(|(last, _)| *last);
+                match decide(last, write.event_created, false) {
+                    Ordering::Tie => prop_assert_eq!(result.as_ref().ok(), Some(&WriteOutcome::Declined)),
+                    Ordering::Stale => prop_assert_eq!(result.as_ref().ok(), Some(&WriteOutcome::Applied { changed_user: None })),
+                    Ordering::Apply => {
+                        prop_assert!(matches!(result, Ok(WriteOutcome::Applied { .. })), "{:?}", result);
+                        let main = snapshot.main_item();
+                        model.insert(snapshot.id.clone(), (write.event_created, StoredSubscription {
+                            id: snapshot.id.clone(),
+                            status: snapshot.status.clone(),
+                            created: snapshot.created,
+                            price_id: main.and_then(|i| i.price.clone()),
+                            current_period_end: main.and_then(|i| i.current_period_end),
+                            cancel_at_period_end: snapshot.cancel_at_period_end,
+                            cancel_at: snapshot.cancel_at,
+                        }));
+                    }
+                }
+            }
+            let stored: Vec<StoredSubscription> = model.into_values().map(|(_, s)| s).collect();
+            let user = runtime.block_on(store.find_user("u1")).expect("read").expect("user");
+            prop_assert_eq!(projection_of(&user), project(&stored));
+            runtime.block_on(store.close());
+        }
+    }
+
+    #[test]
+    fn a_changed_projection_is_reported_and_an_unchanged_one_is_not() {
+        let runtime = runtime();
+        let store = store(&runtime);
+        let step = Step {
+            subscription: 0,
+            status: 0,
+            created: 1,
+            event_created: 10,
+            cancel_at_period_end: false,
+            cancel_at: None,
+            period_end: Some(5),
+        };
+        let mut same = write(1, &step);
+        same.event_created = 11;
+        same.snapshot.items[0].price = Some("price_0".into());
+        let results = submit_all(&store, vec![write(0, &step), same]);
+        assert_eq!(
+            results.into_iter().map(Result::ok).collect::<Vec<_>>(),
+            vec![
+                Some(WriteOutcome::Applied {
+                    changed_user: Some("u1".into())
+                }),
+                Some(WriteOutcome::Applied { changed_user: None }),
+            ]
+        );
+        runtime.block_on(store.close());
+    }
+
+    #[test]
+    fn unknown_customers_and_handled_events_write_nothing() {
+        let runtime = runtime();
+        let store = store(&runtime);
+        let step = Step {
+            subscription: 0,
+            status: 0,
+            created: 1,
+            event_created: 10,
+            cancel_at_period_end: false,
+            cancel_at: None,
+            period_end: None,
+        };
+        let mut stranger = write(0, &step);
+        stranger.snapshot.customer_id = "cus_unknown".into();
+        let first = write(1, &step);
+        let results = submit_all(&store, vec![stranger, first.clone(), first]);
+        assert_eq!(
+            results.into_iter().map(Result::ok).collect::<Vec<_>>(),
+            vec![
+                Some(WriteOutcome::Declined),
+                Some(WriteOutcome::Applied {
+                    changed_user: Some("u1".into())
+                }),
+                Some(WriteOutcome::Duplicate),
+            ]
+        );
+        runtime.block_on(store.close());
+        let after_close = submit_all(&store, vec![write(2, &step)]);
+        assert!(matches!(after_close[0], Err(BillingError::Closed)));
+    }
+}
