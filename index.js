@@ -70,7 +70,64 @@ async function readBody(request, limit) {
     }
     chunks.push(value)
   }
-  return { body: Buffer.concat(chunks, total), bodyTooLarge: false }
+  const body = chunks.length === 1 ? Buffer.from(chunks[0].buffer, chunks[0].byteOffset, total) : Buffer.concat(chunks, total)
+  return { body, bodyTooLarge: false }
+}
+
+const JSON_HEADERS = { 'content-type': 'application/json' }
+const REPLIES_PER_TURN = 4
+
+// Webhook answers come back from the native side as (ticket, status, body),
+// committed in batches of up to 64. They are handed to their requests a few
+// per event-loop turn, so a committed batch never holds the loop in one long
+// burst. A webhook waiting for its answer keeps the process alive.
+function webhookChannel(billing) {
+  const waiting = new Map()
+  const ready = []
+  let nextTicket = 0
+  let draining = false
+  let keepAlive = null
+  const forget = (ticket) => {
+    const resolve = waiting.get(ticket)
+    waiting.delete(ticket)
+    if (waiting.size === 0 && keepAlive !== null) {
+      clearInterval(keepAlive)
+      keepAlive = null
+    }
+    return resolve
+  }
+  const drain = () => {
+    for (const [ticket, status, body] of ready.splice(0, REPLIES_PER_TURN)) forget(ticket)?.({ status, body })
+    if (ready.length > 0) setImmediate(drain)
+    else draining = false
+  }
+  billing.onWebhookReply((ticket, status, body) => {
+    ready.push([ticket, status, body])
+    if (!draining) {
+      draining = true
+      setImmediate(drain)
+    }
+  })
+  return (body, signature) =>
+    new Promise((resolve, reject) => {
+      const ticket = nextTicket
+      nextTicket = (nextTicket + 1) >>> 0
+      waiting.set(ticket, resolve)
+      if (keepAlive === null) keepAlive = setInterval(() => {}, 2 ** 30)
+      try {
+        billing.handleWebhook(ticket, body, signature)
+      } catch (error) {
+        forget(ticket)
+        reject(rebuildError(error))
+      }
+    })
+}
+
+// The webhook route passes only the body and the signature; the answer is always JSON.
+async function handleWebhook(webhook, endpoint, request) {
+  const { body, bodyTooLarge } = await readBody(request, endpoint.bodyLimit)
+  const reply = await webhook(bodyTooLarge ? null : body, request.headers.get('stripe-signature'))
+  return new Response(reply.body, { status: reply.status, headers: JSON_HEADERS })
 }
 
 async function toNativeRequest(request, endpoint) {
@@ -119,13 +176,15 @@ function stripe(options) {
     id: 'kavach-stripe',
     async init(ctx) {
       const billing = await callAsync(() => config.open(ctx.config ? ctx.config.database : undefined))
+      const webhook = webhookChannel(billing)
       for (const endpoint of billing.endpoints()) {
         ctx.addEndpoint({
           method: endpoint.method,
           path: endpoint.path,
           metadata: { requireAuth: endpoint.requireAuth, description: endpoint.description },
-          handler: (request, endpointCtx) =>
-            handleEndpoint(billing, endpoint, request, (r) => endpointCtx.getUser(r)),
+          handler: endpoint.isWebhook
+            ? (request) => handleWebhook(webhook, endpoint, request)
+            : (request, endpointCtx) => handleEndpoint(billing, endpoint, request, (r) => endpointCtx.getUser(r)),
         })
       }
       return { context: { stripe: billingApi(billing) } }
@@ -137,6 +196,7 @@ function stripe(options) {
 async function createStripeBilling(options) {
   const config = callSync(() => native.parseOptions(options, true, listenerOf(options)))
   const billing = await callAsync(() => config.open(undefined))
+  const webhook = webhookChannel(billing)
   const endpoints = new Map(billing.endpoints().map((endpoint) => [endpoint.path, endpoint]))
   const resolveUser = options.auth ? (request) => options.auth(request) : async () => null
   return {
@@ -145,7 +205,9 @@ async function createStripeBilling(options) {
     async handleRequest(request, basePath = '') {
       const path = native.matchRoute(request.method, new URL(request.url).pathname, basePath)
       if (path === null) return null
-      return handleEndpoint(billing, endpoints.get(path), request, resolveUser)
+      const endpoint = endpoints.get(path)
+      if (endpoint.isWebhook) return handleWebhook(webhook, endpoint, request)
+      return handleEndpoint(billing, endpoint, request, resolveUser)
     },
   }
 }

@@ -13,11 +13,19 @@ use crate::config::{
     STRIPE_METADATA_MAX_VALUE_CHARS, USER_ID_METADATA_KEY,
 };
 use crate::error::{BillingError, BillingResult};
-use crate::events::{is_live, EventProcessor, SubscriptionListener};
+use crate::events::{
+    is_live, read_subscription_event, EventOutcome, EventProcessor, SubscriptionListener,
+    LEASE_SECS,
+};
 use crate::origin::parse_http_url;
-use crate::store::{DatabaseOptions, DatabaseSource, Store, UserRecord};
+use crate::store::{
+    DatabaseOptions, DatabaseSource, Store, SubscriptionEventWrite, UserRecord, WriteOutcome,
+};
 use crate::stripe::{derived_idempotency_key, random_idempotency_key, FormBody, StripeClient};
-use crate::webhook::EventEnvelope;
+use crate::webhook::{parse_event, EventEnvelope};
+
+/// Answers one verified webhook payload: the response body, or the error.
+pub type EventReply = Box<dyn FnOnce(BillingResult<Value>) + Send>;
 
 /// A customer-creation claim older than this belonged to a process that died.
 const CUSTOMER_CLAIM_STALE_SECS: i64 = 30;
@@ -63,6 +71,9 @@ pub struct BillingService {
     listener: Option<Arc<dyn SubscriptionListener>>,
     /// When this instance last pruned the event ledger (Unix seconds).
     last_prune: AtomicI64,
+    /// The runtime the service was opened on: webhook work that must await
+    /// (Stripe fetches, notifications) is spawned on it.
+    runtime: tokio::runtime::Handle,
 }
 
 /// How often one instance prunes the ledger.
@@ -89,7 +100,12 @@ impl BillingService {
             stripe,
             listener,
             last_prune: AtomicI64::new(0),
+            runtime: tokio::runtime::Handle::current(),
         })
+    }
+
+    pub fn runtime(&self) -> &tokio::runtime::Handle {
+        &self.runtime
     }
 
     pub fn config(&self) -> &BillingConfig {
@@ -354,38 +370,142 @@ impl BillingService {
         self.store.upsert_user(user_id, email, name).await
     }
 
-    /// Applies a verified event exactly once (see `events::processor`).
-    pub async fn apply_event(&self, event: &EventEnvelope) -> BillingResult<Value> {
-        self.ensure_open()?;
-        let processor = EventProcessor {
+    fn processor(&self) -> EventProcessor<'_> {
+        EventProcessor {
             config: &self.config,
             store: &self.store,
             stripe: &self.stripe,
             listener: self.listener.as_deref(),
-        };
-        let body = processor.process(event).await?.body();
+        }
+    }
+
+    /// Applies a verified event exactly once (see `events::processor`).
+    pub async fn apply_event(self: &Arc<Self>, event: &EventEnvelope) -> BillingResult<Value> {
+        self.ensure_open()?;
+        let body = self.processor().process(event).await?.body();
         self.prune_ledger_when_due().await;
         Ok(body)
     }
 
-    /// At most hourly per instance, drops handled event ids older than
-    /// `eventRetentionDays`. A failure here never fails the webhook.
-    async fn prune_ledger_when_due(&self) {
+    /// Takes a verified webhook payload and answers through `reply`, once.
+    /// On SQLite a subscription event goes to the batch writer and is answered
+    /// after the commit that holds it; everything else, and whatever the
+    /// writer declines, takes the general path on a task.
+    pub fn receive_event(self: &Arc<Self>, payload: &[u8], reply: EventReply) {
+        if let Err(error) = self.ensure_open() {
+            return reply(Err(error));
+        }
+        if let (Some(writer), Some(event)) =
+            (self.store.batch_writer(), read_subscription_event(payload))
+        {
+            let wanted = self
+                .config
+                .products
+                .as_ref()
+                .is_none_or(|products| event.snapshot.has_any_product(products));
+            if wanted {
+                let now = chrono::Utc::now().timestamp();
+                let event_id = event.id.clone();
+                let write = SubscriptionEventWrite {
+                    event_id: event.id,
+                    event_type: event.event_type,
+                    event_created: event.created,
+                    snapshot: event.snapshot,
+                    notify_lease_until: self.listener.is_some().then_some(now + LEASE_SECS),
+                    received_at: now,
+                    // The writer prunes in the batch that holds this event.
+                    prune_before: self.take_prune_slot(),
+                };
+                let service = Arc::clone(self);
+                let payload = payload.to_vec();
+                writer.submit(
+                    write,
+                    Box::new(move |result| service.after_write(event_id, payload, result, reply)),
+                );
+                return;
+            }
+        }
+        let service = Arc::clone(self);
+        let payload = payload.to_vec();
+        self.runtime.spawn(async move {
+            let result = service.apply_payload(&payload).await;
+            reply(result);
+        });
+    }
+
+    /// Answers an event the writer handled (on the writer's thread; anything
+    /// that must await goes to a task).
+    fn after_write(
+        self: Arc<Self>,
+        event_id: String,
+        payload: Vec<u8>,
+        result: BillingResult<WriteOutcome>,
+        reply: EventReply,
+    ) {
+        match result {
+            Ok(WriteOutcome::Applied {
+                changed_user: Some(user_id),
+            }) if self.listener.is_some() => {
+                let runtime = self.runtime.clone();
+                runtime.spawn(async move {
+                    let delivered = self.processor().deliver(&event_id, &user_id).await;
+                    reply(delivered.map(|notified| EventOutcome::Applied { notified }.body()));
+                });
+            }
+            Ok(WriteOutcome::Applied { .. }) => {
+                reply(Ok(EventOutcome::Applied { notified: false }.body()));
+            }
+            Ok(WriteOutcome::Duplicate) => {
+                reply(Ok(EventOutcome::Duplicate { notified: false }.body()));
+            }
+            Ok(WriteOutcome::Declined) => {
+                let runtime = self.runtime.clone();
+                runtime.spawn(async move {
+                    let result = async {
+                        let event = read_payload(&payload)?;
+                        self.ensure_open()?;
+                        let body = self.processor().process_general(&event).await?.body();
+                        self.prune_ledger_when_due().await;
+                        Ok(body)
+                    }
+                    .await;
+                    reply(result);
+                });
+            }
+            Err(error) => reply(Err(error)),
+        }
+    }
+
+    async fn apply_payload(self: &Arc<Self>, payload: &[u8]) -> BillingResult<Value> {
+        let event = read_payload(payload)?;
+        self.apply_event(&event).await
+    }
+
+    /// When this instance is due to prune the ledger (at most hourly), takes
+    /// the slot and returns the cutoff: handled event ids received before it
+    /// (`eventRetentionDays` ago) are deleted.
+    fn take_prune_slot(&self) -> Option<i64> {
         let days = i64::from(self.config.event_retention_days);
         if days == 0 {
-            return;
+            return None;
         }
         let now = chrono::Utc::now().timestamp();
         let last = self.last_prune.load(AtomicOrdering::Relaxed);
-        if now - last < PRUNE_INTERVAL_SECS
-            || self
-                .last_prune
-                .compare_exchange(last, now, AtomicOrdering::Relaxed, AtomicOrdering::Relaxed)
-                .is_err()
-        {
-            return;
+        if now - last < PRUNE_INTERVAL_SECS {
+            return None;
         }
-        let _ = self.store.prune_events(now - days * 86_400).await;
+        self.last_prune
+            .compare_exchange(last, now, AtomicOrdering::Relaxed, AtomicOrdering::Relaxed)
+            .ok()
+            .map(|_| now - days * 86_400)
+    }
+
+    /// Prunes the ledger when due, before the webhook is answered. A failure
+    /// here never fails the webhook.
+    async fn prune_ledger_when_due(&self) {
+        if let Some(before) = self.take_prune_slot() {
+            let _ = self.store.prune_events(before).await;
+        }
     }
 
     pub async fn close(&self) {
@@ -464,6 +584,11 @@ pub fn subscription_view(user: &UserRecord) -> Option<SubscriptionView> {
         current_period_end: user.stripe_current_period_end,
         cancel_at_period_end: user.stripe_cancel_at_period_end,
     })
+}
+
+/// The envelope of a verified payload (the general reader).
+fn read_payload(payload: &[u8]) -> BillingResult<EventEnvelope> {
+    parse_event(payload).map_err(|e| BillingError::PayloadInvalid(e.to_string()))
 }
 
 fn string_field(object: &Value, name: &str) -> BillingResult<String> {

@@ -5,12 +5,12 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use napi::bindgen_prelude::{
     Buffer, BufferSlice, FnArgs, Function, JsObjectValue, Object, Promise, PromiseRaw, Unknown,
 };
-use napi::threadsafe_function::ThreadsafeFunction;
+use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::{Either, Env, JsValue, ValueType};
 use napi_derive::napi;
 
@@ -18,7 +18,9 @@ use crate::billing::{BillingService, CheckoutOptions, SubscriptionView};
 use crate::config::{BillingConfig, ConfigMode};
 use crate::error::BillingError;
 use crate::events::SubscriptionListener;
-use crate::http::{self, HttpRequest, Route, ENDPOINTS, MAX_JSON_BODY_BYTES};
+use crate::http::{
+    self, HttpRequest, Route, WebhookBody, WebhookResponder, ENDPOINTS, MAX_JSON_BODY_BYTES,
+};
 use crate::option_value::OptionValue;
 use crate::store::{DatabaseOptions, DatabaseSource};
 use crate::webhook::{self, check_event};
@@ -200,6 +202,7 @@ impl NativeConfig {
                 .map_err(to_js)?;
             Ok(NativeBilling {
                 service: Arc::new(service),
+                replies: OnceLock::new(),
             })
         })
         .map_err(|e| coded("internal_error", e.reason))
@@ -214,6 +217,8 @@ pub struct NativeEndpoint {
     pub description: String,
     /// Bytes of body the wrapper reads at most before answering 413.
     pub body_limit: f64,
+    /// Served by `handleWebhook` (body and signature only) instead of `handle`.
+    pub is_webhook: bool,
 }
 
 #[napi(object)]
@@ -343,9 +348,15 @@ pub fn construct_event(
     check_event(payload_bytes(&payload)).map_err(|e| coded("payload_invalid", e.to_string()))
 }
 
+type ReplyArgs = FnArgs<(u32, u32, String)>;
+/// Weak, like the listener: the JS wrapper keeps the process alive while a
+/// webhook waits for its answer.
+type ReplyFunction = ThreadsafeFunction<ReplyArgs, (), ReplyArgs, napi::Status, false, true>;
+
 #[napi]
 pub struct NativeBilling {
     service: Arc<BillingService>,
+    replies: OnceLock<Arc<ReplyFunction>>,
 }
 
 #[napi]
@@ -363,6 +374,7 @@ impl NativeBilling {
                     Route::Webhook => self.service.config().max_webhook_bytes as f64,
                     _ => MAX_JSON_BODY_BYTES as f64,
                 },
+                is_webhook: e.route == Route::Webhook,
             })
             .collect()
     }
@@ -399,6 +411,57 @@ impl NativeBilling {
             headers: reply.headers.into_iter().map(|(k, v)| vec![k, v]).collect(),
             body: reply.body,
         })
+    }
+
+    /// Where webhook answers go: `deliver(ticket, status, body)` (a JSON
+    /// body), called on the JS thread; set once, by the JS wrapper.
+    #[napi(
+        catch_unwind,
+        ts_args_type = "deliver: (ticket: number, status: number, body: string) => void"
+    )]
+    pub fn on_webhook_reply(&self, deliver: Function<'_, ReplyArgs, ()>) -> napi::Result<()> {
+        let tsfn = deliver
+            .build_threadsafe_function()
+            .callee_handled::<false>()
+            .weak::<true>()
+            .build()
+            .map_err(|e| coded("internal_error", e.reason))?;
+        self.replies
+            .set(Arc::new(tsfn))
+            .map_err(|_| coded("internal_error", "webhook answers already have a receiver"))
+    }
+
+    /// The webhook route: the raw body (`null` when it was longer than the
+    /// route's limit) and the `Stripe-Signature` header. The answer goes to
+    /// the `onWebhookReply` receiver under `ticket`, after the commit that
+    /// holds the event.
+    #[napi(catch_unwind)]
+    pub fn handle_webhook(
+        &self,
+        ticket: u32,
+        body: Option<BufferSlice<'_>>,
+        signature: Option<String>,
+    ) -> napi::Result<()> {
+        let replies = Arc::clone(
+            self.replies
+                .get()
+                .ok_or_else(|| coded("internal_error", "no receiver for webhook answers"))?,
+        );
+        let payload = match &body {
+            Some(bytes) => WebhookBody::Bytes(bytes),
+            None => WebhookBody::TooLarge,
+        };
+        http::receive_webhook(
+            &self.service,
+            payload,
+            signature.as_deref(),
+            WebhookResponder::new(move |reply| {
+                let args: ReplyArgs = (ticket, u32::from(reply.status), reply.body).into();
+                // Fails only while Node tears the environment down.
+                let _ = replies.call(args, ThreadsafeFunctionCallMode::NonBlocking);
+            }),
+        );
+        Ok(())
     }
 
     #[napi]

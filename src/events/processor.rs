@@ -27,7 +27,7 @@ use crate::webhook::EventEnvelope;
 pub const WEBHOOK_FETCH_BUDGET: Duration = Duration::from_secs(5);
 /// How long a claim protects an event being handled; a delivery that died
 /// leaves it to expire, and a later retry takes over.
-const LEASE_SECS: i64 = 60;
+pub const LEASE_SECS: i64 = 60;
 /// How long a delivery waits for another delivery of the same event.
 const WAIT_FOR_OTHER_DELIVERY: Duration = Duration::from_secs(10);
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
@@ -108,12 +108,24 @@ fn now_secs() -> i64 {
 }
 
 impl EventProcessor<'_> {
+    /// Applies an event: the one-transaction path when it can, else the
+    /// general path. (On SQLite the batch writer takes the one-transaction
+    /// cases before this; see `BillingService::receive_event`.)
     pub async fn process(&self, event: &EventEnvelope) -> BillingResult<EventOutcome> {
         if !HANDLED_TYPES.contains(&event.event_type.as_str()) {
             return Ok(EventOutcome::Unhandled);
         }
         if let Some(outcome) = self.fast_path(event).await? {
             return Ok(outcome);
+        }
+        self.process_general(event).await
+    }
+
+    /// The general path: claim the event in the ledger, fetch from Stripe
+    /// what the event does not settle, apply, notify.
+    pub async fn process_general(&self, event: &EventEnvelope) -> BillingResult<EventOutcome> {
+        if !HANDLED_TYPES.contains(&event.event_type.as_str()) {
+            return Ok(EventOutcome::Unhandled);
         }
         let waited_until = Instant::now() + WAIT_FOR_OTHER_DELIVERY;
         loop {
@@ -211,7 +223,7 @@ impl EventProcessor<'_> {
     /// the callback ran (another instance applied an event), the callback is
     /// called again, so the last call any instance makes carries the latest
     /// projection. Returns whether the callback was called.
-    async fn deliver(&self, event_id: &str, user_id: &str) -> BillingResult<bool> {
+    pub async fn deliver(&self, event_id: &str, user_id: &str) -> BillingResult<bool> {
         let mut called = false;
         if let Some(listener) = self.listener {
             let mut current = self
