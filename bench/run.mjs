@@ -18,6 +18,9 @@ import { referenceHandler } from './reference.mjs'
 
 const here = path.dirname(fileURLToPath(import.meta.url))
 const QUICK = process.argv.includes('--quick')
+// `--only=sqlite` (or `postgres`): just that database's end-to-end rows, for
+// iterating on the write path; it does not write RESULTS.md.
+const ONLY = process.argv.find((a) => a.startsWith('--only='))?.slice('--only='.length)
 const SECRET = 'whsec_bench_secret'
 const OP_MS = QUICK ? 200 : 1500
 const E2E_COUNT = QUICK ? 600 : 6000
@@ -56,7 +59,7 @@ function realisticEvent(bytes) {
 
 // ---- 1. verification --------------------------------------------------------
 const sdk = new Stripe('sk_test_bench_0123')
-for (const [label, size] of [['1 KB', 1024], ['8 KB', 8192], ['64 KB', 65536]]) {
+for (const [label, size] of ONLY ? [] : [['1 KB', 1024], ['8 KB', 8192], ['64 KB', 65536]]) {
   const payload = Buffer.from(realisticEvent(size))
   const header = signature(payload.toString(), SECRET)
   const bare = opsPerSecond(() => crypto.createHmac('sha256', SECRET).update(payload).digest())
@@ -110,6 +113,7 @@ async function drive(handle, list, inFlight) {
   let peakRss = process.memoryUsage().rss
   let next = 0
   loop.enable()
+  const cpuBefore = process.cpuUsage()
   const started = performance.now()
   await Promise.all(Array.from({ length: inFlight }, async () => {
     while (next < list.length) {
@@ -123,15 +127,27 @@ async function drive(handle, list, inFlight) {
     }
   }))
   const seconds = (performance.now() - started) / 1000
+  const cpu = process.cpuUsage(cpuBefore)
   loop.disable()
   latencies.sort((a, b) => a - b)
   const q = (p) => latencies[Math.min(latencies.length - 1, Math.floor(p * latencies.length))]
-  return { perSecond: list.length / seconds, p50: q(0.5), p99: q(0.99), loopP50: loop.percentile(50) / 1e6, loopP99: loop.percentile(99) / 1e6, loopMax: loop.max / 1e6, peakRss: peakRss / 1048576 }
+  return { perSecond: list.length / seconds, cpuPerRequestUs: (cpu.user + cpu.system) / list.length, p50: q(0.5), p99: q(0.99), loopP50: loop.percentile(50) / 1e6, loopP99: loop.percentile(99) / 1e6, loopMax: loop.max / 1e6, peakRss: peakRss / 1048576 }
+}
+
+/** A plugin that registers the webhook route and does nothing: the host's own cost. */
+const noopPlugin = {
+  id: 'noop',
+  init(ctx) {
+    ctx.addEndpoint({ method: 'POST', path: '/auth/stripe/webhook', metadata: { requireAuth: false }, handler: async () => Response.json({ received: true }) })
+  },
 }
 
 const ms = (n) => n.toFixed(2)
-for (const kind of ['sqlite', 'postgres']) {
+for (const kind of ONLY ? [ONLY] : ['sqlite', 'postgres']) {
   for (const [inFlight, distinct] of [[1, 1], [50, 1], [50, ROWS]]) {
+    const label = `${kind}, ${inFlight} in flight, ${distinct} row${distinct > 1 ? 's' : ''}`
+    const noopHost = await createHost({ database: null, plugins: [noopPlugin] })
+    const ceiling = await drive((r) => noopHost.plugins.handleRequest(r), bodies(E2E_COUNT, distinct), inFlight)
     const { database, done } = await prepare(kind)
     const host = await createHost({ database, plugins: [stripe({ secretKey: 'sk_test_bench_0123', webhookSecret: SECRET })] })
     const ours = await drive((r) => host.plugins.handleRequest(r), bodies(E2E_COUNT, distinct), inFlight)
@@ -140,8 +156,15 @@ for (const kind of ['sqlite', 'postgres']) {
     const theirs = await drive((r) => reference.handle(r), bodies(E2E_COUNT, distinct), inFlight)
     await reference.close()
     await done()
+    row(`host ceiling: webhooks/s with a plugin that does nothing, ${label}`, ceiling.perSecond, '', `loop delay p99 ${ms(ceiling.loopP99)} ms, process CPU ${Math.round(ceiling.cpuPerRequestUs)} µs per webhook`)
     row(
-      `webhooks/s end to end, ${kind}, ${inFlight} in flight, ${distinct} row${distinct > 1 ? 's' : ''} vs JS reference`,
+      `plugin's own CPU per webhook (µs), ${label}, vs JS reference`,
+      ours.cpuPerRequestUs - ceiling.cpuPerRequestUs,
+      theirs.cpuPerRequestUs - ceiling.cpuPerRequestUs,
+      `process CPU per webhook minus the no-op host's: ours ${Math.round(ours.cpuPerRequestUs)} µs, reference ${Math.round(theirs.cpuPerRequestUs)} µs, no-op ${Math.round(ceiling.cpuPerRequestUs)} µs`,
+    )
+    row(
+      `webhooks/s end to end, ${label} vs JS reference`,
       ours.perSecond,
       theirs.perSecond,
       `ours: p50 ${ms(ours.p50)} ms, p99 ${ms(ours.p99)} ms, loop delay p50/p99/max ${ms(ours.loopP50)}/${ms(ours.loopP99)}/${ms(ours.loopMax)} ms, peak RSS ${Math.round(ours.peakRss)} MB; reference: p99 ${ms(theirs.p99)} ms, loop p99 ${ms(theirs.loopP99)} ms`,
@@ -168,7 +191,7 @@ for (const kind of ['sqlite', 'postgres']) {
 }
 
 // ---- 4. memory ------------------------------------------------------------------
-{
+if (!ONLY) {
   const { database, done } = await prepare('sqlite')
   const host = await createHost({ database, plugins: [stripe({ secretKey: 'sk_test_bench_0123', webhookSecret: SECRET })] })
   const warm = bodies(2000, ROWS)
@@ -202,4 +225,4 @@ const header = [
   '',
 ]
 console.log(table)
-if (!QUICK) fs.writeFileSync(path.join(here, 'RESULTS.md'), `${header.join('\n')}\n${table}\n`)
+if (!QUICK && !ONLY) fs.writeFileSync(path.join(here, 'RESULTS.md'), `${header.join('\n')}\n${table}\n`)
