@@ -6,6 +6,7 @@ import { stripe } from '../index.js'
 import { createHost } from './helpers/host.mjs'
 import { startFakeStripe } from './helpers/fake-stripe.mjs'
 import { openDatabase } from './helpers/databases.mjs'
+import { event, signature, subscription } from './helpers/events.mjs'
 import fs from 'node:fs'
 import path from 'node:path'
 import { spawn, spawnSync } from 'node:child_process'
@@ -129,4 +130,36 @@ test('across processes: our writes wait for the lock of a host in another proces
   assert.ok(settledAt >= committedAt, 'our write waited for the other process')
   const row = hostSql(db.file, `console.log(JSON.stringify(db.prepare("SELECT name, stripe_customer_id FROM kavach_users WHERE id = 'shared'").get()))`)
   assert.deepEqual(JSON.parse(row), { name: 'other process', stripe_customer_id: customerId })
+})
+
+test('webhooks through the batch writer wait for the host lock in this process, and its closes do not disturb them', async () => {
+  const secret = 'whsec_sharing_writer'
+  const h = await createHost({ database: db.config, plugins: [stripe({ secretKey: KEY, webhookSecret: secret, apiBase: fake.url })] })
+  apis.push(h.plugins.getContext().stripe)
+  const hostDb = new Database(db.file)
+  hostDb.pragma('busy_timeout = 10000')
+  const deliver = (evt) => {
+    const body = JSON.stringify(evt)
+    return h.plugins.handleRequest(new Request('http://app.test/auth/stripe/webhook', { method: 'POST', body, headers: { 'stripe-signature': signature(body, secret) } }))
+  }
+  try {
+    hostDb.prepare("INSERT INTO kavach_users (id, email, created_at, updated_at, stripe_customer_id) VALUES ('writer', 'writer@example.com', 1, 1, 'cus_writer')").run()
+    hostDb.exec('BEGIN IMMEDIATE')
+    hostDb.prepare("UPDATE kavach_users SET name = 'host' WHERE id = 'writer'").run()
+    let settledAt = 0
+    const pending = deliver(event('customer.subscription.created', subscription({ id: 'sub_writer', customer: 'cus_writer' }))).finally(() => { settledAt = Date.now() })
+    await new Promise((resolve) => setTimeout(resolve, 300))
+    const committedAt = Date.now()
+    hostDb.exec('COMMIT')
+    assert.equal((await pending).status, 200)
+    assert.ok(settledAt >= committedAt, 'the batch waited for the host transaction')
+    const brief = new Database(db.file)
+    brief.prepare('SELECT COUNT(*) FROM kavach_users').get()
+    brief.close()
+    assert.equal((await deliver(event('customer.subscription.updated', subscription({ id: 'sub_writer', customer: 'cus_writer', status: 'past_due' }), { created: Math.floor(Date.now() / 1000) + 5 }))).status, 200)
+    assert.deepEqual(hostDb.prepare("SELECT name, stripe_subscription_id, stripe_subscription_status FROM kavach_users WHERE id = 'writer'").get(), { name: 'host', stripe_subscription_id: 'sub_writer', stripe_subscription_status: 'past_due' })
+    assert.equal(hostDb.pragma('integrity_check', { simple: true }), 'ok')
+  } finally {
+    hostDb.close()
+  }
 })

@@ -2,8 +2,11 @@
 // lifecycle events for hundreds of users, each delivered one to three times in
 // shuffled order by several app instances at once (4 on one Postgres, 2 on one
 // SQLite file), with a fake Stripe that fails and stalls, database connections
-// killed mid-run and a callback that throws. An oracle computed from the
-// events alone checks the stored state, the projection and the notifications.
+// killed mid-run, a callback that throws, and on SQLite commits that fail (a
+// deferred foreign key broken by a random ledger insert) and an instance
+// killed (SIGKILL) in the middle of its batches and replaced. An oracle
+// computed from the events alone checks the stored state, the projection and
+// the notifications, and that every delivery answered 200 is in the ledger.
 //
 // CHAOS_USERS (default 200) scales it; CHAOS_ONLY=postgres|sqlite runs one half.
 import { spawn } from 'node:child_process'
@@ -14,6 +17,8 @@ import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import pg from 'pg'
 import Database from 'better-sqlite3'
+import { stripe } from '../../index.js'
+import { createHost } from '../helpers/host.mjs'
 import { checkoutSession, event, invoice, subscription } from '../helpers/events.mjs'
 import { POSTGRES_URL } from '../helpers/databases.mjs'
 import { seededRandom } from './random.mjs'
@@ -25,6 +30,10 @@ const SECRET_KEY = 'sk_test_chaos_0123456789'
 const WEBHOOK_SECRET = 'whsec_chaos_secret'
 const LIVE = ['trialing', 'active', 'past_due', 'unpaid', 'paused', 'incomplete']
 const random = seededRandom(20261128)
+/** On SQLite, one ledger insert in this many breaks the commit that holds it. */
+const COMMIT_TRAP_ODDS = 150
+/** The SQLite instance that is killed is killed once this share of its deliveries is answered. */
+const KILL_AFTER_SHARE = 0.3
 const pick = (list) => list[Math.floor(random() * list.length)]
 
 // ---- the events, and the truth they imply ---------------------------------
@@ -121,14 +130,61 @@ function deliveries(events, counts) {
   return list
 }
 
-function runWorker(job, dir) {
+function startWorker(job, dir) {
   const jobFile = path.join(dir, `${job.name}.job.json`)
   job.resultFile = path.join(dir, `${job.name}.result.json`)
+  job.journalFile = path.join(dir, `${job.name}.journal.jsonl`)
   fs.writeFileSync(jobFile, JSON.stringify(job))
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [path.join(here, 'worker.mjs'), jobFile], { stdio: ['ignore', 'inherit', 'inherit'] })
-    child.on('exit', (code) => (code === 0 ? resolve(JSON.parse(fs.readFileSync(job.resultFile, 'utf8'))) : reject(new Error(`${job.name} exited with ${code}`))))
+  const child = spawn(process.execPath, [path.join(here, 'worker.mjs'), jobFile], { stdio: ['ignore', 'inherit', 'inherit'] })
+  const done = new Promise((resolve, reject) => {
+    child.on('exit', (code, signal) => (code === 0 ? resolve(JSON.parse(fs.readFileSync(job.resultFile, 'utf8'))) : signal === 'SIGKILL' ? resolve(null) : reject(new Error(`${job.name} exited with ${code}`))))
   })
+  return { child, done, job }
+}
+
+/** What a worker answered and notified, from its journal (also when it was killed). */
+function readJournal(file) {
+  const entries = fs.existsSync(file) ? fs.readFileSync(file, 'utf8').split('\n').filter(Boolean).map((line) => JSON.parse(line)) : []
+  const acked = new Set(entries.filter((e) => 'ack' in e).map((e) => e.ack))
+  return {
+    acked,
+    /** Deliveries started and never answered: cut off by a kill. */
+    interrupted: entries.filter((e) => 'start' in e && !acked.has(e.start)).map((e) => e.start),
+    responses: entries.filter((e) => 'ack' in e || 'fail' in e).map(({ id, body, attempt, key }) => (key ? { id, failed: key } : { id, body, attempt })),
+    notifications: entries.filter((e) => e.notification).map((e) => e.notification),
+  }
+}
+
+/**
+ * Runs a worker, SIGKILLs it once `killAfter` of its deliveries are answered,
+ * and runs a replacement on what it had not answered (whatever it held in a
+ * batch or a lease is redelivered, as Stripe would).
+ */
+async function runKilledWorker(job, dir, faults) {
+  const victim = startWorker(job, dir)
+  const target = Math.floor(job.deliveries.length * KILL_AFTER_SHARE)
+  await new Promise((resolve) => {
+    const poll = setInterval(() => {
+      if (readJournal(victim.job.journalFile).acked.size >= target) {
+        victim.child.kill('SIGKILL')
+        clearInterval(poll)
+        resolve()
+      }
+    }, 20)
+    victim.done.then(() => { clearInterval(poll); resolve() }, () => {})
+  })
+  await victim.done
+  const journal = readJournal(victim.job.journalFile)
+  faults.killed.push(`${job.name} after ${journal.acked.size} of ${job.deliveries.length} answered`)
+  const rest = job.deliveries.filter((_, i) => !journal.acked.has(i))
+  // A lease left by the killed instance (60 s) must be able to expire while the replacement retries.
+  const replacement = await startWorker({ ...job, name: `${job.name}-replacement`, deliveries: rest, maxAttempts: 400, maxBackoffMs: 1000 }, dir).done
+  return {
+    ...replacement,
+    // An interrupted delivery failed, as far as Stripe knows: its retry may deliver a notification it owed.
+    responses: [...journal.responses, ...journal.interrupted.map((i) => ({ id: JSON.parse(job.deliveries[i]).id, failed: 'killed' })), ...replacement.responses],
+    notifications: [...journal.notifications, ...replacement.notifications],
+  }
 }
 
 // ---- the oracle ------------------------------------------------------------
@@ -179,6 +235,12 @@ async function check(kind, read, truth, users, results, mismatches) {
     const last = lastNotification.get(user.id)
     compare(`${kind} last notification of ${user.id}`, { id: winner.id, status: winner.status, priceId: winner.price, currentPeriodEnd: new Date(winner.periodEnd * 1000).toISOString(), cancelAtPeriodEnd: winner.scheduled }, last?.sub, mismatches)
   }
+  // Nothing answered 200 is lost, nothing is left half-done.
+  const ledger = new Map((await read('SELECT id, state FROM kavach_stripe_events')).map((r) => [r.id, r.state]))
+  for (const id of new Set(results.flatMap((r) => r.responses.filter((x) => !x.failed).map((x) => x.id)))) {
+    if (!['done', 'ignored'].includes(ledger.get(id))) mismatches.push(`${kind} ${id}: answered 200 but the ledger holds ${ledger.get(id) ?? 'nothing'}`)
+  }
+  for (const [id, state] of ledger) if (!['done', 'ignored'].includes(state)) mismatches.push(`${kind} ${id}: left in state ${state}`)
   // A duplicate may notify only to deliver what an earlier failed delivery owed.
   const failed = new Set(results.flatMap((r) => r.responses.filter((x) => x.failed).map((x) => x.id)))
   for (const response of results.flatMap((r) => r.responses)) {
@@ -189,7 +251,7 @@ async function check(kind, read, truth, users, results, mismatches) {
 // ---- one half: N instances on one database ---------------------------------
 async function half(kind, instances, generated, dir) {
   const counts = { events: generated.events.length, deliveries: 0, duplicates: 0 }
-  const faults = { stripe500: 0, stripeStall: 0, connectionsKilled: 0 }
+  const faults = { stripe500: 0, stripeStall: 0, connectionsKilled: 0, killed: [] }
   const stripeServer = await startStripe(generated.truth, faults)
   let database
   let read
@@ -217,6 +279,15 @@ async function half(kind, instances, generated, dir) {
     for (const user of generated.users) insert.run(user.id, `${user.id}@example.com`)
     db.close()
     database = () => ({ provider: 'sqlite-native', url: file })
+    // Migrate first, then arm the commit trap on the package's ledger.
+    const migrating = await createHost({ database: database(), plugins: [stripe({ secretKey: SECRET_KEY, webhookSecret: WEBHOOK_SECRET })] })
+    await migrating.plugins.getContext().stripe.close()
+    const trap = new Database(file)
+    trap.exec(`CREATE TABLE chaos_trap_parent (id INTEGER PRIMARY KEY);
+      CREATE TABLE chaos_trap (parent INTEGER REFERENCES chaos_trap_parent (id) DEFERRABLE INITIALLY DEFERRED);
+      CREATE TRIGGER chaos_commit_trap AFTER INSERT ON kavach_stripe_events
+        WHEN abs(random()) % ${COMMIT_TRAP_ODDS} = 0 BEGIN INSERT INTO chaos_trap VALUES (1); END`)
+    trap.close()
     read = async (sql) => {
       const reader = new Database(file, { readonly: true })
       try { return reader.prepare(sql).all() } finally { reader.close() }
@@ -227,9 +298,11 @@ async function half(kind, instances, generated, dir) {
   const shares = Array.from({ length: instances }, (_, i) => all.filter((_, j) => j % instances === i))
   const started = Date.now()
   const results = await Promise.all(
-    shares.map((share, i) =>
-      runWorker({ name: `${kind}-${i}`, database: database(i), secretKey: SECRET_KEY, webhookSecret: WEBHOOK_SECRET, apiBase: stripeServer.url, deliveries: share, concurrency: 8, listenerThrowRate: 0.03, maxAttempts: 200, seed: 1000 + i }, dir),
-    ),
+    shares.map((share, i) => {
+      const job = { name: `${kind}-${i}`, database: database(i), secretKey: SECRET_KEY, webhookSecret: WEBHOOK_SECRET, apiBase: stripeServer.url, deliveries: share, concurrency: 8, listenerThrowRate: 0.03, maxAttempts: 200, seed: 1000 + i }
+      if (kind === 'sqlite' && i === 0) return runKilledWorker(job, dir, faults)
+      return startWorker(job, dir).done
+    }),
   )
   if (killer) clearInterval(killer)
   const seconds = (Date.now() - started) / 1000
@@ -241,7 +314,8 @@ async function half(kind, instances, generated, dir) {
   const failures = {}
   for (const r of results) for (const [k, v] of Object.entries(r.failures)) failures[k] = (failures[k] ?? 0) + v
   console.log(`${kind}: ${instances} instances, ${generated.users.length} users, ${counts.events} events, ${counts.deliveries} deliveries (${counts.duplicates} duplicates), ${sum((r) => r.retries)} redeliveries after non-2xx, ${seconds.toFixed(1)} s`)
-  console.log(`${kind}: faults injected: ${faults.stripe500} Stripe 500s, ${faults.stripeStall} stalled Stripe fetches, ${faults.connectionsKilled} database connections killed, ${sum((r) => r.listenerThrows)} throwing callbacks`)
+  const sqliteFaults = kind === 'sqlite' ? `, commits broken for 1 in ${COMMIT_TRAP_ODDS} ledger inserts, instance killed: ${faults.killed.join('; ')}` : ''
+  console.log(`${kind}: faults injected: ${faults.stripe500} Stripe 500s, ${faults.stripeStall} stalled Stripe fetches, ${faults.connectionsKilled} database connections killed, ${sum((r) => r.listenerThrows)} throwing callbacks${sqliteFaults}`)
   console.log(`${kind}: non-2xx answers: ${JSON.stringify(failures)}; notifications: ${sum((r) => r.notifications.length)}`)
   for (const m of mismatches.slice(0, 20)) console.log(`  MISMATCH ${m}`)
   return mismatches.length

@@ -1,6 +1,8 @@
 // One app instance of the chaos run: the plugin behind the contract host,
 // delivering its share of the deliveries like Stripe (redelivering every
-// non-2xx), with an onSubscriptionChange that sometimes throws.
+// non-2xx), with an onSubscriptionChange that sometimes throws. Every 2xx
+// answer and every notification is appended to a journal as it happens, so
+// the run can account for an instance that is killed mid-way.
 import fs from 'node:fs'
 import { stripe } from '../../index.js'
 import { createHost } from '../helpers/host.mjs'
@@ -8,6 +10,8 @@ import { signature } from '../helpers/events.mjs'
 import { seededRandom } from './random.mjs'
 
 const job = JSON.parse(fs.readFileSync(process.argv[2], 'utf8'))
+const journal = fs.openSync(job.journalFile, 'a')
+const record = (entry) => fs.writeSync(journal, `${JSON.stringify(entry)}\n`)
 const notifications = []
 let listenerThrows = 0
 const random = seededRandom(job.seed)
@@ -25,7 +29,9 @@ const host = await createHost({
           listenerThrows += 1
           throw new Error('chaos: the app failed')
         }
-        notifications.push({ userId, at: performance.timeOrigin + performance.now(), sub: { ...sub, currentPeriodEnd: sub.currentPeriodEnd?.toISOString() ?? null } })
+        const notification = { userId, at: performance.timeOrigin + performance.now(), sub: { ...sub, currentPeriodEnd: sub.currentPeriodEnd?.toISOString() ?? null } }
+        notifications.push(notification)
+        record({ notification })
       },
     }),
   ],
@@ -38,7 +44,9 @@ const failures = {}
 let next = 0
 async function lane() {
   while (next < job.deliveries.length) {
-    const payload = job.deliveries[next++]
+    const index = next++
+    const payload = job.deliveries[index]
+    record({ start: index })
     for (let attempt = 1; ; attempt++) {
       const res = await host.plugins.handleRequest(
         new Request('http://chaos.test/api/kavach/auth/stripe/webhook', { method: 'POST', body: payload, headers: { 'stripe-signature': signature(payload, job.webhookSecret) } }),
@@ -48,14 +56,16 @@ async function lane() {
       const id = JSON.parse(payload).id
       if (res.status >= 200 && res.status < 300) {
         responses.push({ id, body, attempt })
+        record({ ack: index, id, body, attempt })
         break
       }
       const key = `${res.status} ${body.code}`
       failures[key] = (failures[key] ?? 0) + 1
       responses.push({ id, failed: key })
+      record({ fail: index, id, key })
       retries += 1
       if (attempt >= job.maxAttempts) throw new Error(`delivery of ${id} failed ${attempt} times: ${key} ${body.error}`)
-      await new Promise((resolve) => setTimeout(resolve, Math.min(25 * attempt, 250)))
+      await new Promise((resolve) => setTimeout(resolve, Math.min(25 * attempt, job.maxBackoffMs ?? 250)))
     }
   }
 }
