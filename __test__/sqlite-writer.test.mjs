@@ -163,6 +163,25 @@ describe('the SQLite batch writer', async () => {
     assert.deepEqual(await row('u_batch_tie'), { stripe_subscription_id: 'sub_batch_tie', stripe_subscription_status: 'canceled', stripe_price_id: 'price_truth' })
   })
 
+  test('reads and other writes keep working while the writer is busy', { skip: !db }, async () => {
+    const api = host.plugins.getContext().stripe
+    for (let n = 0; n < 20; n++) await user(`u_busy_${n}`, `cus_busy_${n}`)
+    await db.insertUser('u_busy_new', 'u_busy_new@example.com')
+    const webhooks = Array.from({ length: 200 }, (_, i) =>
+      answer(post(host, event('customer.subscription.updated', subscription({ id: `sub_busy_${i % 20}`, customer: `cus_busy_${i % 20}` }), { created: 1_800_001_000 + i }))),
+    )
+    const others = await Promise.all([
+      api.getSubscription('u_busy_0'),
+      api.createCustomer('u_busy_new', 'u_busy_new@example.com'),
+      api.getCustomerId('u_busy_1'),
+    ])
+    assert.equal(others[2], 'cus_busy_1')
+    assert.match(others[1], /^cus_fake_/)
+    assert.ok((await Promise.all(webhooks)).every((a) => a.status === 200))
+    assert.equal(await api.getCustomerId('u_busy_new'), others[1])
+    assert.equal((await row('u_busy_7')).stripe_subscription_id, 'sub_busy_7')
+  })
+
   test('close() commits and answers what is queued, then new deliveries get closed', { skip: !db }, async () => {
     const own = await createHost({ database: db.config, plugins: [stripe({ secretKey: KEY, webhookSecret: SECRET, apiBase: fake.url })] })
     for (const n of [1, 2, 3, 4]) await user(`u_close_${n}`, `cus_close_${n}`)

@@ -13,8 +13,9 @@
 //! own, so only an event that fails alone answers an error.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sqlx::sqlite::SqlitePool;
@@ -96,29 +97,35 @@ impl Drop for Job {
 /// The handle the store keeps; the thread does the work.
 pub struct SqliteWriter {
     jobs: Mutex<Option<Sender<Job>>>,
-    stopped: Mutex<Option<tokio::sync::oneshot::Receiver<()>>>,
+    /// Set by `close`: from then on every batch finalizes its statements
+    /// before it lets go of the connection, so the pool can close it safely.
+    closing: Arc<AtomicBool>,
+    stopped: tokio::sync::watch::Receiver<bool>,
 }
 
 impl SqliteWriter {
     pub fn start(pool: SqlitePool, runtime: Handle) -> BillingResult<Self> {
         let (jobs, receiver) = mpsc::channel();
-        let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel();
+        let (stopped_tx, stopped) = tokio::sync::watch::channel(false);
+        let closing = Arc::new(AtomicBool::new(false));
+        let thread = WriterThread {
+            pool,
+            runtime,
+            sql: &SQLITE_WRITER,
+            cache: StatementCache::default(),
+            closing: Arc::clone(&closing),
+        };
         std::thread::Builder::new()
             .name("kavach-sqlite-writer".into())
             .spawn(move || {
-                WriterThread {
-                    pool,
-                    runtime,
-                    sql: &SQLITE_WRITER,
-                    cache: StatementCache::default(),
-                }
-                .run(receiver);
-                let _ = stopped_tx.send(());
+                thread.run(receiver);
+                let _ = stopped_tx.send(true);
             })
             .map_err(|e| BillingError::Internal(format!("cannot start the SQLite writer: {e}")))?;
         Ok(Self {
             jobs: Mutex::new(Some(jobs)),
-            stopped: Mutex::new(Some(stopped_rx)),
+            closing,
+            stopped,
         })
     }
 
@@ -144,16 +151,11 @@ impl SqliteWriter {
     /// what was queued is committed and answered and the thread has let go of
     /// the connection.
     pub async fn close(&self) {
+        self.closing.store(true, AtomicOrdering::SeqCst);
         // Dropping the sender lets the thread drain the queue, then stop.
         drop(self.jobs.lock().unwrap_or_else(|e| e.into_inner()).take());
-        let stopped = self
-            .stopped
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        if let Some(stopped) = stopped {
-            let _ = tokio::time::timeout(CLOSE_DRAIN_TIMEOUT, stopped).await;
-        }
+        let mut stopped = self.stopped.clone();
+        let _ = tokio::time::timeout(CLOSE_DRAIN_TIMEOUT, stopped.wait_for(|done| *done)).await;
     }
 }
 
@@ -162,6 +164,7 @@ struct WriterThread {
     runtime: Handle,
     sql: &'static WriterSql,
     cache: StatementCache,
+    closing: Arc<AtomicBool>,
 }
 
 /// How a batch's transaction ended.
@@ -248,8 +251,16 @@ impl WriterThread {
 
     fn write(&mut self, batch: Vec<Job>) {
         let sql = self.sql;
+        let closing = Arc::clone(&self.closing);
         let end = self
-            .with_connection(|connection| apply_batch(connection, sql, &batch))
+            .with_connection(|connection| {
+                let end = apply_batch(connection, sql, &batch);
+                if closing.load(AtomicOrdering::SeqCst) {
+                    // `close` may stop waiting and close the pool after this batch.
+                    connection.finalize_statements();
+                }
+                end
+            })
             .unwrap_or_else(BatchEnd::NotStarted);
         match end {
             BatchEnd::Committed(results) => {
