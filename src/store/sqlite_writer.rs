@@ -308,7 +308,8 @@ fn apply_batch(
     batch: &[Job],
 ) -> BatchEnd {
     if !connection.in_autocommit() {
-        // Left open by a failure outside this writer: start clean.
+        // Not expected: `RollbackGuard` closes every transaction of ours and
+        // sqlx rolls back its own before it releases the connection.
         let _ = connection.execute(sql.rollback, &[]);
     }
     if let Err(error) = connection.execute(sql.begin, &[]) {
@@ -527,6 +528,21 @@ mod tests {
         period_end: Option<i64>,
     }
 
+    impl Step {
+        /// An `active` subscription's first event.
+        fn first(period_end: Option<i64>) -> Self {
+            Self {
+                subscription: 0,
+                status: 0,
+                created: 1,
+                event_created: 10,
+                cancel_at_period_end: false,
+                cancel_at: None,
+                period_end,
+            }
+        }
+    }
+
     fn write(index: usize, step: &Step) -> SubscriptionEventWrite {
         SubscriptionEventWrite {
             event_id: format!("evt_{index}"),
@@ -628,15 +644,7 @@ mod tests {
     fn a_changed_projection_is_reported_and_an_unchanged_one_is_not() {
         let runtime = runtime();
         let store = store(&runtime);
-        let step = Step {
-            subscription: 0,
-            status: 0,
-            created: 1,
-            event_created: 10,
-            cancel_at_period_end: false,
-            cancel_at: None,
-            period_end: Some(5),
-        };
+        let step = Step::first(Some(5));
         let mut same = write(1, &step);
         same.event_created = 11;
         same.snapshot.items[0].price = Some("price_0".into());
@@ -657,15 +665,7 @@ mod tests {
     fn unknown_customers_and_handled_events_write_nothing() {
         let runtime = runtime();
         let store = store(&runtime);
-        let step = Step {
-            subscription: 0,
-            status: 0,
-            created: 1,
-            event_created: 10,
-            cancel_at_period_end: false,
-            cancel_at: None,
-            period_end: None,
-        };
+        let step = Step::first(None);
         let mut stranger = write(0, &step);
         stranger.snapshot.customer_id = "cus_unknown".into();
         let first = write(1, &step);
