@@ -163,6 +163,22 @@ describe('the SQLite batch writer', async () => {
     assert.deepEqual(await row('u_batch_tie'), { stripe_subscription_id: 'sub_batch_tie', stripe_subscription_status: 'canceled', stripe_price_id: 'price_truth' })
   })
 
+  test('an event over 64 KiB is verified off the event loop and applied the same way', { skip: !db }, async () => {
+    await user('u_large', 'cus_large')
+    const sub = subscription({ id: 'sub_large', customer: 'cus_large' })
+    for (let i = 0; i < 40; i++) sub.metadata[`note_${i}`] = 'x'.repeat(480)
+    sub.items.data[0].price.nickname = 'y'.repeat(60_000)
+    const evt = event('customer.subscription.created', sub)
+    assert.ok(JSON.stringify(evt).length > 64 * 1024)
+    assert.deepEqual(await answer(post(host, evt)), { status: 200, body: { received: true, notified: true } })
+    assert.equal((await row('u_large')).stripe_subscription_id, 'sub_large')
+    const forged = JSON.stringify(evt)
+    const res = await host.plugins.handleRequest(
+      new Request('http://app.test/auth/stripe/webhook', { method: 'POST', body: forged, headers: { 'stripe-signature': signature(forged, 'whsec_wrong') } }),
+    )
+    assert.deepEqual([res.status, (await res.json()).code], [400, 'signature_mismatch'])
+  })
+
   test('reads and other writes keep working while the writer is busy', { skip: !db }, async () => {
     const api = host.plugins.getContext().stripe
     for (let n = 0; n < 20; n++) await user(`u_busy_${n}`, `cus_busy_${n}`)
