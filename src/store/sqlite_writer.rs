@@ -1,9 +1,10 @@
 //! Group commit on SQLite: one writer thread per store takes the subscription
 //! events that need no Stripe fetch, up to `MAX_BATCH` at a time, and applies
 //! them in one `BEGIN IMMEDIATE` transaction, each inside its own savepoint,
-//! with one commit (`synchronous = FULL`) for the batch. The whole batch runs
-//! synchronously on the connection's raw handle: one hop to the database per
-//! batch instead of one per statement.
+//! with one commit (`synchronous = FULL`) for the batch. Batches run
+//! synchronously on the connection's raw handle, which the writer keeps while
+//! batches keep coming (at most `HOLD_CONNECTION_FOR`): at most one hop to the
+//! database per batch instead of one per statement.
 //!
 //! A delivery is answered only after the commit that holds it. An event that
 //! fails inside its savepoint rolls back alone; one that needs Stripe (a
@@ -16,7 +17,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sqlx::sqlite::SqlitePool;
 use tokio::runtime::Handle;
@@ -29,6 +30,9 @@ use crate::events::{decide, Ordering, SubscriptionSnapshot};
 
 /// Most events in one transaction.
 pub const MAX_BATCH: usize = 64;
+/// How long the writer keeps the connection while batches keep coming;
+/// then reads, checkout sessions and the general path get their turn.
+const HOLD_CONNECTION_FOR: Duration = Duration::from_millis(2);
 /// Prepared statements are finalized after this long without work, so the
 /// pool never holds a connection with statements of ours while idle.
 const IDLE_FINALIZE_AFTER: Duration = Duration::from_millis(500);
@@ -210,19 +214,40 @@ impl WriterThread {
                 }
                 Err(RecvTimeoutError::Disconnected) => break,
             };
-            let mut batch = Vec::with_capacity(MAX_BATCH);
-            batch.push(first);
-            while batch.len() < MAX_BATCH {
-                match jobs.try_recv() {
-                    Ok(job) => batch.push(job),
-                    Err(_) => break,
-                }
-            }
             // A panic answers the batch's events through `Job::drop` and
             // rolls back through `RollbackGuard`; the thread goes on.
-            let _ = catch_unwind(AssertUnwindSafe(|| self.write(batch)));
+            let _ = catch_unwind(AssertUnwindSafe(|| self.session(first, &jobs)));
         }
         self.release_statements();
+    }
+
+    /// Holds the connection for as long as batches keep coming, at most
+    /// `HOLD_CONNECTION_FOR`: the hops to take and give back the connection
+    /// are paid once per session, not once per batch.
+    fn session(&mut self, first: Job, jobs: &Receiver<Job>) {
+        let sql = self.sql;
+        let closing = Arc::clone(&self.closing);
+        let mut first = Some(first);
+        let held = self.with_connection(|connection| {
+            let release_at = Instant::now() + HOLD_CONNECTION_FOR;
+            loop {
+                let batch = next_batch(first.take(), jobs);
+                if batch.is_empty() {
+                    break;
+                }
+                write_batch(connection, sql, batch);
+                if Instant::now() >= release_at {
+                    break;
+                }
+            }
+            if closing.load(AtomicOrdering::SeqCst) {
+                // `close` may stop waiting and close the pool after this.
+                connection.finalize_statements();
+            }
+        });
+        if let (Err(error), Some(job)) = (held, first) {
+            job.answer(Err(error));
+        }
     }
 
     /// Finalizes the cached statements under the connection's lock.
@@ -248,41 +273,44 @@ impl WriterThread {
             Ok(work(&mut raw))
         })
     }
+}
 
-    fn write(&mut self, batch: Vec<Job>) {
-        let sql = self.sql;
-        let closing = Arc::clone(&self.closing);
-        let end = self
-            .with_connection(|connection| {
-                let end = apply_batch(connection, sql, &batch);
-                if closing.load(AtomicOrdering::SeqCst) {
-                    // `close` may stop waiting and close the pool after this batch.
-                    connection.finalize_statements();
-                }
-                end
-            })
-            .unwrap_or_else(BatchEnd::NotStarted);
-        match end {
-            BatchEnd::Committed(results) => {
-                for (job, result) in batch.into_iter().zip(results) {
-                    job.answer(result);
-                }
+/// `first` (when given) and whatever else is queued, up to `MAX_BATCH`.
+fn next_batch(first: Option<Job>, jobs: &Receiver<Job>) -> Vec<Job> {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    batch.extend(first);
+    while batch.len() < MAX_BATCH {
+        match jobs.try_recv() {
+            Ok(job) => batch.push(job),
+            Err(_) => break,
+        }
+    }
+    batch
+}
+
+/// Applies a batch and answers its events; when its transaction is lost,
+/// each event is retried in a transaction of its own.
+fn write_batch(connection: &mut RawConnection<'_>, sql: &'static WriterSql, batch: Vec<Job>) {
+    match apply_batch(connection, sql, &batch) {
+        BatchEnd::Committed(results) => {
+            for (job, result) in batch.into_iter().zip(results) {
+                job.answer(result);
             }
-            BatchEnd::NotStarted(error) => {
-                for job in batch {
-                    job.answer(Err(same_error(&error)));
-                }
+        }
+        BatchEnd::NotStarted(error) => {
+            for job in batch {
+                job.answer(Err(same_error(&error)));
             }
-            BatchEnd::Lost(error) if batch.len() == 1 => {
-                for job in batch {
-                    job.answer(Err(same_error(&error)));
-                }
+        }
+        BatchEnd::Lost(error) if batch.len() == 1 => {
+            for job in batch {
+                job.answer(Err(same_error(&error)));
             }
-            BatchEnd::Lost(_) => {
-                // Each event alone: only one that fails by itself answers 5xx.
-                for job in batch {
-                    self.write(vec![job]);
-                }
+        }
+        BatchEnd::Lost(_) => {
+            // Only an event that fails by itself answers 5xx.
+            for job in batch {
+                write_batch(connection, sql, vec![job]);
             }
         }
     }
