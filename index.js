@@ -75,7 +75,7 @@ async function readBody(request, limit) {
 }
 
 const JSON_HEADERS = { 'content-type': 'application/json' }
-const REPLIES_PER_TURN = 4
+const REPLIES_PER_TURN = 8
 
 // Webhook answers come back from the native side as (ticket, status, body),
 // committed in batches of up to 64. They are handed to their requests a few
