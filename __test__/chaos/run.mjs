@@ -144,7 +144,9 @@ function startWorker(job, dir) {
 
 /** What a worker answered and notified, from its journal (also when it was killed). */
 function readJournal(file) {
-  const entries = fs.existsSync(file) ? fs.readFileSync(file, 'utf8').split('\n').filter(Boolean).map((line) => JSON.parse(line)) : []
+  // Polled while the worker appends: a last line without its newline is still being written.
+  const text = fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : ''
+  const entries = text.slice(0, text.lastIndexOf('\n') + 1).split('\n').filter(Boolean).map((line) => JSON.parse(line))
   const acked = new Set(entries.filter((e) => 'ack' in e).map((e) => e.ack))
   return {
     acked,
