@@ -15,6 +15,8 @@ use crate::error::BillingError;
 use crate::origin::{origin_of, parse_http_url};
 use std::sync::Arc;
 
+const INTERNAL_ERROR_MESSAGE: &str = "Internal error in the billing plugin";
+
 #[derive(Debug, Clone, Default)]
 pub struct HttpRequest {
     /// The full request URL (its origin is the request's own origin).
@@ -55,6 +57,11 @@ impl HttpReply {
         Self::json(status, &json!({ "error": message, "code": code }))
     }
 
+    /// A fault of this package, not described to a browser in detail.
+    pub fn internal_error() -> Self {
+        Self::error(500, INTERNAL_ERROR_MESSAGE, "internal_error")
+    }
+
     pub fn from_error(error: &BillingError) -> Self {
         let status = error.http_status();
         // Faults of our own are not described to a browser in detail.
@@ -62,7 +69,7 @@ impl HttpReply {
             BillingError::Database(_) | BillingError::Migration(_) => {
                 "The billing database is unavailable".to_owned()
             }
-            BillingError::Internal(_) => "Internal error in the billing plugin".to_owned(),
+            BillingError::Internal(_) => INTERNAL_ERROR_MESSAGE.to_owned(),
             other => other.to_string(),
         };
         let mut body = json!({ "error": message, "code": error.code() });
@@ -288,11 +295,5 @@ async fn webhook(service: &Arc<BillingService>, request: &HttpRequest) -> HttpRe
             let _ = sender.send(reply);
         }),
     );
-    answer.await.unwrap_or_else(|_| {
-        HttpReply::error(
-            500,
-            "Internal error in the billing plugin",
-            "internal_error",
-        )
-    })
+    answer.await.unwrap_or_else(|_| HttpReply::internal_error())
 }

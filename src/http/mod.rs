@@ -7,4 +7,4 @@ mod webhook;
 
 pub use endpoints::{handle, iso_8601, HttpReply, HttpRequest};
 pub use routes::{match_route, Endpoint, Route, ENDPOINTS, MAX_JSON_BODY_BYTES};
-pub use webhook::{receive_webhook, WebhookBody, WebhookResponder, INLINE_PAYLOAD_BYTES};
+pub use webhook::{receive_webhook, WebhookBody, WebhookResponder};

@@ -40,11 +40,7 @@ impl WebhookResponder {
 impl Drop for WebhookResponder {
     fn drop(&mut self) {
         if let Some(send) = self.0.take() {
-            send(HttpReply::error(
-                500,
-                "Internal error in the billing plugin",
-                "internal_error",
-            ));
+            send(HttpReply::internal_error());
         }
     }
 }

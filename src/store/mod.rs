@@ -20,9 +20,7 @@ use sqlx::sqlite::{
 use sqlx::Row;
 
 pub use dialect::{Dialect, USERS_STRIPE_COLUMNS};
-pub use sqlite_writer::{
-    SqliteWriter, SubscriptionEventWrite, WriteOutcome, WriteReply, MAX_BATCH,
-};
+pub use sqlite_writer::{SqliteWriter, SubscriptionEventWrite, WriteOutcome};
 pub use target::{DatabaseOptions, DatabaseSource, DatabaseTarget, Provider};
 
 use crate::error::{BillingError, BillingResult};
