@@ -382,22 +382,21 @@ impl BillingService {
     /// Applies a verified event exactly once (see `events::processor`).
     pub async fn apply_event(self: &Arc<Self>, event: &EventEnvelope) -> BillingResult<Value> {
         self.ensure_open()?;
-        let body = self.processor().process(event).await?.body();
+        let body = self.processor().process_general(event).await?.body();
         self.prune_ledger_when_due().await;
         Ok(body)
     }
 
     /// Takes a verified webhook payload and answers through `reply`, once.
-    /// On SQLite a subscription event goes to the batch writer and is answered
+    /// A subscription event goes to the store's batch writer and is answered
     /// after the commit that holds it; everything else, and whatever the
     /// writer declines, takes the general path on a task.
     pub fn receive_event(self: &Arc<Self>, payload: &[u8], reply: EventReply) {
         if let Err(error) = self.ensure_open() {
             return reply(Err(error));
         }
-        if let (Some(writer), Some(event)) =
-            (self.store.batch_writer(), read_subscription_event(payload))
-        {
+        if let Some(event) = read_subscription_event(payload) {
+            let writer = self.store.batch_writer();
             let wanted = self
                 .config
                 .products

@@ -14,10 +14,7 @@ use super::snapshot::{
 use crate::billing::{subscription_view, SubscriptionView};
 use crate::config::BillingConfig;
 use crate::error::{BillingError, BillingResult};
-use crate::store::{
-    ApplyOutcome, Claim, ClaimInTransaction, EventState, Store, SubscriptionChange,
-    SubscriptionWrite,
-};
+use crate::store::{ApplyOutcome, Claim, EventState, Store, SubscriptionChange, SubscriptionWrite};
 use crate::stripe::StripeClient;
 use crate::webhook::EventEnvelope;
 
@@ -108,21 +105,9 @@ fn now_secs() -> i64 {
 }
 
 impl EventProcessor<'_> {
-    /// Applies an event: the one-transaction path when it can, else the
-    /// general path. (On SQLite the batch writer takes the one-transaction
-    /// cases before this; see `BillingService::receive_event`.)
-    pub async fn process(&self, event: &EventEnvelope) -> BillingResult<EventOutcome> {
-        if !HANDLED_TYPES.contains(&event.event_type.as_str()) {
-            return Ok(EventOutcome::Unhandled);
-        }
-        if let Some(outcome) = self.fast_path(event).await? {
-            return Ok(outcome);
-        }
-        self.process_general(event).await
-    }
-
-    /// The general path: claim the event in the ledger, fetch from Stripe
-    /// what the event does not settle, apply, notify.
+    /// The general path, for what the batch writer does not take or declines
+    /// (see `BillingService::receive_event`): claim the event in the ledger,
+    /// fetch from Stripe what the event does not settle, apply, notify.
     pub async fn process_general(&self, event: &EventEnvelope) -> BillingResult<EventOutcome> {
         if !HANDLED_TYPES.contains(&event.event_type.as_str()) {
             return Ok(EventOutcome::Unhandled);
@@ -167,54 +152,6 @@ impl EventProcessor<'_> {
                 let _ = self.store.release_event(&event.id).await;
                 Err(error)
             }
-        }
-    }
-
-    /// The common case in one transaction: a subscription event whose customer
-    /// is linked already needs no Stripe fetch, so the event is claimed in the
-    /// same transaction that applies it. Anything else (a duplicate, a
-    /// same-second tie, an unknown customer, a filtered product, a bad object)
-    /// returns `None` with nothing written, and the general path takes over.
-    async fn fast_path(&self, event: &EventEnvelope) -> BillingResult<Option<EventOutcome>> {
-        if !event.event_type.starts_with("customer.subscription.") || self.config.products.is_some()
-        {
-            return Ok(None);
-        }
-        let Ok(mut snapshot) = SubscriptionSnapshot::from_json(&event.object) else {
-            return Ok(None);
-        };
-        if event.event_type == "customer.subscription.deleted" {
-            snapshot.status = "canceled".to_owned();
-        }
-        let Some(user_id) = self.store.user_by_customer(&snapshot.customer_id).await? else {
-            return Ok(None);
-        };
-        let write = SubscriptionWrite {
-            event_id: &event.id,
-            event_created: event.created,
-            user_id: Some(&user_id),
-            change: SubscriptionChange::Snapshot {
-                snapshot,
-                authoritative: false,
-            },
-            notify: self.listener.is_some(),
-            claim: Some(ClaimInTransaction {
-                event_type: &event.event_type,
-                now: now_secs(),
-                lease_secs: LEASE_SECS,
-            }),
-        };
-        match self.store.apply_subscription(&write).await? {
-            ApplyOutcome::Applied {
-                changed_user: Some(user_id),
-            } => {
-                let notified = self.deliver(&event.id, &user_id).await?;
-                Ok(Some(EventOutcome::Applied { notified }))
-            }
-            ApplyOutcome::Applied { changed_user: None } | ApplyOutcome::Stale => {
-                Ok(Some(EventOutcome::Applied { notified: false }))
-            }
-            _ => Ok(None),
         }
     }
 
@@ -370,7 +307,6 @@ impl EventProcessor<'_> {
                 subscription_id: subscription_id.to_owned(),
             },
             notify: self.listener.is_some(),
-            claim: None,
         };
         match self.store.apply_subscription(&write).await? {
             ApplyOutcome::NeedsRefetch | ApplyOutcome::UnknownSubscription => {
@@ -428,7 +364,6 @@ impl EventProcessor<'_> {
                     authoritative,
                 },
                 notify: self.listener.is_some(),
-                claim: None,
             };
             match self.store.apply_subscription(&write).await? {
                 ApplyOutcome::NeedsRefetch if !authoritative => {
@@ -534,11 +469,11 @@ fn handled_from(outcome: ApplyOutcome) -> BillingResult<Handled> {
             notify_user: None,
         }),
         ApplyOutcome::Unowned => Ok(Handled::ignored("no user owns this customer")),
-        ApplyOutcome::NeedsRefetch
-        | ApplyOutcome::UnknownSubscription
-        | ApplyOutcome::AlreadyClaimed => Err(BillingError::Internal(format!(
-            "a fetched subscription could not be applied ({outcome:?})"
-        ))),
+        ApplyOutcome::NeedsRefetch | ApplyOutcome::UnknownSubscription => {
+            Err(BillingError::Internal(format!(
+                "a fetched subscription could not be applied ({outcome:?})"
+            )))
+        }
     }
 }
 

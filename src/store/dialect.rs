@@ -23,6 +23,9 @@ pub struct Dialect {
     pub record_schema_version: &'static str,
     /// Schema version 1: the package's own tables.
     pub migration_v1: &'static [&'static str],
+    /// Schema version 2: what the batch writer needs on the server (the
+    /// Postgres batch function; nothing on MySQL and SQLite).
+    pub migration_v2: &'static [&'static str],
 
     pub select_user: &'static str,
     pub link_customer: &'static str,
@@ -138,6 +141,7 @@ pub static POSTGRES: Dialect = Dialect {
             claimed_at BIGINT NOT NULL
         )",
     ],
+    migration_v2: &[POSTGRES_APPLY_EVENTS_FUNCTION],
     select_user: "SELECT id, email, name, stripe_customer_id, stripe_subscription_id, \
         stripe_subscription_status, stripe_price_id, \
         CAST(EXTRACT(EPOCH FROM stripe_current_period_end) AS BIGINT), \
@@ -246,6 +250,7 @@ pub static MYSQL: Dialect = Dialect {
             claimed_at BIGINT NOT NULL
         ) DEFAULT CHARSET = utf8mb4",
     ],
+    migration_v2: &[],
     select_user: "SELECT id, email, name, stripe_customer_id, stripe_subscription_id, \
         stripe_subscription_status, stripe_price_id, \
         CAST(UNIX_TIMESTAMP(stripe_current_period_end) AS SIGNED), \
@@ -356,6 +361,7 @@ pub static SQLITE: Dialect = Dialect {
             claimed_at INTEGER NOT NULL
         )",
     ],
+    migration_v2: &[],
     select_user: "SELECT id, email, name, stripe_customer_id, stripe_subscription_id, \
         stripe_subscription_status, stripe_price_id, stripe_current_period_end, \
         stripe_cancel_at_period_end \
@@ -451,3 +457,215 @@ pub static SQLITE_WRITER: WriterSql = WriterSql {
 
 const SQLITE_PRUNE_EVENTS: &str =
     "DELETE FROM kavach_stripe_events WHERE received_at < ? AND state IN ('done', 'ignored')";
+
+/// The statements of the MySQL batch writer (`store::server_writer`): the
+/// same steps as `SQLITE_WRITER`, one round trip each, inside one transaction
+/// per batch. Parameters are positional; each field says what it binds.
+pub static MYSQL_WRITER: WriterSql = WriterSql {
+    begin: "START TRANSACTION",
+    commit: "COMMIT",
+    rollback: "ROLLBACK",
+    savepoint: "SAVEPOINT kavach_event",
+    rollback_to_savepoint: "ROLLBACK TO SAVEPOINT kavach_event",
+    release_savepoint: "RELEASE SAVEPOINT kavach_event",
+    // customer, event, subscription.
+    read_event_context: "SELECT \
+        (SELECT id FROM kavach_users WHERE stripe_customer_id = ?), \
+        (SELECT state FROM kavach_stripe_events WHERE id = ?), \
+        (SELECT last_event_created FROM kavach_stripe_subscriptions WHERE id = ?)",
+    upsert_subscription: MYSQL.upsert_subscription,
+    // user, user. Strings compare as bytes (BINARY), as in Rust and SQLite,
+    // not by the columns' case-insensitive collation.
+    write_projection: "UPDATE kavach_users AS u JOIN ( \
+            SELECT id, status, price_id, current_period_end, \
+                (cancel_at_period_end <> 0 OR cancel_at IS NOT NULL) AS scheduled \
+            FROM kavach_stripe_subscriptions WHERE user_id = ? \
+            ORDER BY BINARY status IN ('trialing', 'active', 'past_due', 'unpaid', 'paused', 'incomplete') DESC, \
+                created DESC, BINARY id DESC LIMIT 1) AS p \
+        SET u.stripe_subscription_id = p.id, u.stripe_subscription_status = p.status, \
+            u.stripe_price_id = p.price_id, \
+            u.stripe_current_period_end = FROM_UNIXTIME(p.current_period_end), \
+            u.stripe_cancel_at_period_end = p.scheduled, u.updated_at = UTC_TIMESTAMP(3) \
+        WHERE u.id = ? AND NOT ( \
+            BINARY u.stripe_subscription_id <=> BINARY p.id \
+            AND BINARY u.stripe_subscription_status <=> BINARY p.status \
+            AND BINARY u.stripe_price_id <=> BINARY p.price_id \
+            AND CAST(UNIX_TIMESTAMP(u.stripe_current_period_end) AS SIGNED) <=> p.current_period_end \
+            AND (u.stripe_cancel_at_period_end <> 0) <=> (p.scheduled <> 0))",
+    // id, type, created, state, detail, notify_user_id, lease_until, received_at, handled_at.
+    record_event: "INSERT INTO kavach_stripe_events \
+        (id, type, created, state, detail, notify_user_id, lease_until, received_at, handled_at) \
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    prune_events: MYSQL.prune_events,
+};
+
+/// Locks the users owning `count` customers, in one order for every batch
+/// and instance, so concurrent batches never deadlock on them.
+pub fn mysql_lock_users(count: usize) -> String {
+    format!(
+        "SELECT id FROM kavach_users WHERE stripe_customer_id IN ({}) ORDER BY id FOR UPDATE",
+        placeholders(count)
+    )
+}
+
+/// Locks `count` subscriptions (those that exist), after the users.
+pub fn mysql_lock_subscriptions(count: usize) -> String {
+    format!(
+        "SELECT id FROM kavach_stripe_subscriptions WHERE id IN ({}) ORDER BY id FOR UPDATE",
+        placeholders(count)
+    )
+}
+
+fn placeholders(count: usize) -> String {
+    vec!["?"; count.max(1)].join(", ")
+}
+
+/// One round trip per batch on Postgres: the batch goes in as one JSON
+/// document, in the simple query protocol (no prepared statement, so any
+/// pooler mode works), and comes back as one row per event. `batch_json`
+/// must hold no `$` (see `postgres_batch`), so the dollar quote cannot end
+/// early whatever the events carry.
+pub fn postgres_apply_events_call(batch_json: &str, prune_before: Option<i64>) -> String {
+    let prune = prune_before.map_or_else(|| "NULL".to_owned(), |before| before.to_string());
+    format!(
+        "SELECT out_ordinal, out_outcome, out_user, out_error \
+         FROM kavach_stripe_apply_events($kavach_batch${batch_json}$kavach_batch$::jsonb, {prune})"
+    )
+}
+
+/// The Postgres batch function (schema version 2). Each event runs in its own
+/// subtransaction (the `EXCEPTION` block), so one that fails rolls back
+/// alone; deadlocks, serialization failures and cancellations are raised, so
+/// the whole batch is retried. Users, then subscriptions, are locked first,
+/// each in id order, so concurrent batches from any number of instances
+/// cannot deadlock on them. The rules are those of `events::ordering` and
+/// `events::projection`, checked against them by the differential test.
+/// Outcomes: `applied` (with `out_user` when the projection changed),
+/// `duplicate`, `declined` (needs the general path), `failed` (with why).
+const POSTGRES_APPLY_EVENTS_FUNCTION: &str = r#"CREATE OR REPLACE FUNCTION kavach_stripe_apply_events(
+    p_batch jsonb, p_prune_before bigint)
+RETURNS TABLE (out_ordinal integer, out_outcome text, out_user text, out_error text)
+LANGUAGE plpgsql AS $function$
+DECLARE
+    e record;
+    v_owner text;
+    v_state text;
+    v_last bigint;
+    v_changed bigint;
+BEGIN
+    IF p_prune_before IS NOT NULL THEN
+        BEGIN
+            DELETE FROM kavach_stripe_events
+                WHERE received_at < p_prune_before AND state IN ('done', 'ignored');
+        EXCEPTION
+            WHEN deadlock_detected OR serialization_failure OR lock_not_available
+                OR query_canceled OR admin_shutdown THEN RAISE;
+            WHEN OTHERS THEN NULL;
+        END;
+    END IF;
+    PERFORM 1 FROM kavach_users
+        WHERE stripe_customer_id IN (SELECT b->>'customer_id' FROM jsonb_array_elements(p_batch) AS b)
+        ORDER BY id COLLATE "C" FOR UPDATE;
+    PERFORM 1 FROM kavach_stripe_subscriptions
+        WHERE id IN (SELECT b->>'subscription_id' FROM jsonb_array_elements(p_batch) AS b)
+        ORDER BY id COLLATE "C" FOR UPDATE;
+    FOR e IN SELECT * FROM jsonb_to_recordset(p_batch) AS r(
+            n integer, event_id text, event_type text, event_created bigint,
+            subscription_id text, customer_id text, status text, items text, price_id text,
+            current_period_end bigint, cancel_at_period_end boolean, cancel_at bigint,
+            trial_end bigint, created bigint, notify_lease_until bigint, received_at bigint)
+        ORDER BY r.n
+    LOOP
+        out_ordinal := e.n;
+        out_user := NULL;
+        out_error := NULL;
+        BEGIN
+            SELECT state INTO v_state FROM kavach_stripe_events WHERE id = e.event_id;
+            IF FOUND THEN
+                -- `processing` or `notify`: another delivery holds it.
+                out_outcome := CASE WHEN v_state IN ('done', 'ignored') THEN 'duplicate' ELSE 'declined' END;
+            ELSE
+                SELECT id INTO v_owner FROM kavach_users WHERE stripe_customer_id = e.customer_id;
+                IF NOT FOUND THEN
+                    out_outcome := 'declined';
+                ELSE
+                    SELECT last_event_created INTO v_last
+                        FROM kavach_stripe_subscriptions WHERE id = e.subscription_id;
+                    IF v_last IS NOT NULL AND e.event_created = v_last THEN
+                        out_outcome := 'declined';
+                    ELSIF v_last IS NOT NULL AND e.event_created < v_last THEN
+                        INSERT INTO kavach_stripe_events
+                            (id, type, created, state, detail, notify_user_id, lease_until, received_at, handled_at)
+                            VALUES (e.event_id, e.event_type, e.event_created, 'done',
+                                'older than the stored state', NULL, e.received_at, e.received_at, e.received_at);
+                        out_outcome := 'applied';
+                    ELSE
+                        INSERT INTO kavach_stripe_subscriptions (id, customer_id, user_id, status, items,
+                                price_id, current_period_end, cancel_at_period_end, cancel_at, trial_end,
+                                created, last_event_created, updated_at)
+                            VALUES (e.subscription_id, e.customer_id, v_owner, e.status, e.items,
+                                e.price_id, e.current_period_end, e.cancel_at_period_end, e.cancel_at,
+                                e.trial_end, e.created, e.event_created,
+                                CAST(EXTRACT(EPOCH FROM now()) AS BIGINT))
+                            ON CONFLICT (id) DO UPDATE SET
+                                user_id = COALESCE(EXCLUDED.user_id, kavach_stripe_subscriptions.user_id),
+                                customer_id = EXCLUDED.customer_id, status = EXCLUDED.status,
+                                items = EXCLUDED.items, price_id = EXCLUDED.price_id,
+                                current_period_end = EXCLUDED.current_period_end,
+                                cancel_at_period_end = EXCLUDED.cancel_at_period_end,
+                                cancel_at = EXCLUDED.cancel_at, trial_end = EXCLUDED.trial_end,
+                                created = EXCLUDED.created, last_event_created = EXCLUDED.last_event_created,
+                                updated_at = EXCLUDED.updated_at;
+                        UPDATE kavach_users AS u SET
+                                stripe_subscription_id = p.id, stripe_subscription_status = p.status,
+                                stripe_price_id = p.price_id,
+                                stripe_current_period_end = to_timestamp(CAST(p.current_period_end AS DOUBLE PRECISION)),
+                                stripe_cancel_at_period_end = p.scheduled, updated_at = now()
+                            FROM (SELECT s.id, s.status, s.price_id, s.current_period_end,
+                                        (s.cancel_at_period_end OR s.cancel_at IS NOT NULL) AS scheduled
+                                    FROM kavach_stripe_subscriptions AS s WHERE s.user_id = v_owner
+                                    ORDER BY s.status IN ('trialing', 'active', 'past_due', 'unpaid', 'paused', 'incomplete') DESC,
+                                        s.created DESC, s.id COLLATE "C" DESC
+                                    LIMIT 1) AS p
+                            WHERE u.id = v_owner AND (
+                                u.stripe_subscription_id IS DISTINCT FROM p.id
+                                OR u.stripe_subscription_status IS DISTINCT FROM p.status
+                                OR u.stripe_price_id IS DISTINCT FROM p.price_id
+                                OR CAST(EXTRACT(EPOCH FROM u.stripe_current_period_end) AS BIGINT)
+                                    IS DISTINCT FROM p.current_period_end
+                                OR u.stripe_cancel_at_period_end IS DISTINCT FROM p.scheduled);
+                        GET DIAGNOSTICS v_changed = ROW_COUNT;
+                        IF v_changed > 0 THEN
+                            out_user := v_owner;
+                        END IF;
+                        INSERT INTO kavach_stripe_events
+                            (id, type, created, state, detail, notify_user_id, lease_until, received_at, handled_at)
+                            VALUES (e.event_id, e.event_type, e.event_created,
+                                CASE WHEN out_user IS NOT NULL AND e.notify_lease_until IS NOT NULL
+                                    THEN 'notify' ELSE 'done' END,
+                                NULL,
+                                CASE WHEN e.notify_lease_until IS NOT NULL THEN out_user END,
+                                CASE WHEN out_user IS NOT NULL AND e.notify_lease_until IS NOT NULL
+                                    THEN e.notify_lease_until ELSE e.received_at END,
+                                e.received_at, e.received_at);
+                        out_outcome := 'applied';
+                    END IF;
+                END IF;
+            END IF;
+        EXCEPTION
+            WHEN unique_violation THEN
+                -- Another delivery of this event committed meanwhile.
+                out_outcome := 'declined';
+                out_user := NULL;
+            WHEN deadlock_detected OR serialization_failure OR lock_not_available
+                OR query_canceled OR admin_shutdown THEN
+                RAISE;
+            WHEN OTHERS THEN
+                out_outcome := 'failed';
+                out_user := NULL;
+                out_error := SQLSTATE || ': ' || SQLERRM;
+        END;
+        RETURN NEXT;
+    END LOOP;
+END
+$function$"#;

@@ -1,6 +1,7 @@
 //! Versioned, idempotent migrations, run by the native side itself. One
-//! process migrates at a time: an advisory lock on Postgres, a named lock on
-//! MySQL, `BEGIN IMMEDIATE` on SQLite.
+//! process migrates at a time: a transaction-level advisory lock on Postgres
+//! (the whole migration is one transaction, so it also holds through a pooler
+//! in transaction mode), a named lock on MySQL, `BEGIN IMMEDIATE` on SQLite.
 
 use sqlx::{Acquire, Connection, Row};
 
@@ -8,7 +9,7 @@ use super::{DbPool, Dialect, Store, USERS_STRIPE_COLUMNS};
 use crate::error::{BillingError, BillingResult};
 
 /// The schema version this build of the package writes.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Any fixed 64-bit key; it names this package's migration lock on Postgres.
 const PG_LOCK_KEY: i64 = 0x6b61_7661_6368_5354; // "kavachST"
@@ -40,6 +41,9 @@ fn plan(sql: &Dialect, existing_columns: &[String], from: i64) -> Vec<&'static s
     if from < 1 {
         statements.extend_from_slice(sql.migration_v1);
     }
+    if from < 2 {
+        statements.extend_from_slice(sql.migration_v2);
+    }
     statements
 }
 
@@ -47,22 +51,17 @@ pub(super) async fn run(store: &Store) -> BillingResult<()> {
     let sql = store.sql;
     match &store.pool {
         DbPool::Postgres(pool) => {
-            let mut conn = pool.acquire().await.map_err(|e| failed("connect", e))?;
-            sqlx::query("SELECT pg_advisory_lock($1)")
+            // Postgres DDL is transactional: the whole migration commits or
+            // none of it, and the lock goes with the transaction.
+            let mut tx = pool.begin().await.map_err(|e| failed("connect", e))?;
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .persistent(false)
                 .bind(PG_LOCK_KEY)
-                .execute(&mut *conn)
+                .execute(&mut *tx)
                 .await
                 .map_err(|e| failed("lock", e))?;
-            let result = apply(sql, &mut *conn).await;
-            let unlock = sqlx::query("SELECT pg_advisory_unlock($1)")
-                .bind(PG_LOCK_KEY)
-                .execute(&mut *conn)
-                .await;
-            if unlock.is_err() {
-                // A connection that may still hold the lock must not go back to the pool.
-                conn.detach();
-            }
-            result
+            apply(sql, tx.acquire().await.map_err(|e| failed("lock", e))?).await?;
+            tx.commit().await.map_err(|e| failed("commit", e))
         }
         DbPool::MySql(pool) => {
             let mut conn = pool.acquire().await.map_err(|e| failed("connect", e))?;
@@ -106,6 +105,7 @@ pub(super) async fn run(store: &Store) -> BillingResult<()> {
 async fn apply<'c, C>(sql: &Dialect, conn: &'c mut C) -> BillingResult<()>
 where
     C: Connection,
+    C::Database: sqlx::database::HasStatementCache,
     for<'e> &'e mut C: sqlx::Executor<'e, Database = C::Database>,
     for<'q> <C::Database as sqlx::Database>::Arguments: sqlx::IntoArguments<C::Database>,
     i64: for<'r> sqlx::Decode<'r, C::Database>
@@ -114,11 +114,15 @@ where
     String: for<'r> sqlx::Decode<'r, C::Database> + sqlx::Type<C::Database>,
     usize: sqlx::ColumnIndex<<C::Database as sqlx::Database>::Row>,
 {
+    // Unnamed statements: a pooler in transaction mode may hand this client
+    // another server connection later, where a named one would not exist.
     sqlx::query(sql.create_schema_table)
+        .persistent(false)
         .execute(&mut *conn)
         .await
         .map_err(|e| failed("create kavach_stripe_schema", e))?;
     let version: i64 = sqlx::query(sql.schema_version)
+        .persistent(false)
         .fetch_one(&mut *conn)
         .await
         .and_then(|row| row.try_get(0))
@@ -129,18 +133,21 @@ where
         )));
     }
     let columns: Vec<String> = sqlx::query(sql.users_columns)
+        .persistent(false)
         .fetch_all(&mut *conn)
         .await
         .and_then(|rows| rows.iter().map(|row| row.try_get(0)).collect())
         .map_err(|e| failed("read kavach_users columns", e))?;
     for statement in plan(sql, &columns, version) {
         sqlx::query(statement)
+            .persistent(false)
             .execute(&mut *conn)
             .await
             .map_err(|e| failed(first_line(statement), e))?;
     }
     if version < SCHEMA_VERSION {
         sqlx::query(sql.record_schema_version)
+            .persistent(false)
             .bind(SCHEMA_VERSION)
             .execute(&mut *conn)
             .await

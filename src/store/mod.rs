@@ -3,7 +3,11 @@
 //! written once and expanded per pool type by `dispatch!`.
 
 mod dialect;
+mod event_write;
 mod migrate;
+mod mysql_batch;
+mod postgres_batch;
+mod server_writer;
 mod sqlite_locks;
 mod sqlite_raw;
 mod sqlite_writer;
@@ -20,7 +24,9 @@ use sqlx::sqlite::{
 use sqlx::Row;
 
 pub use dialect::{Dialect, USERS_STRIPE_COLUMNS};
-pub use sqlite_writer::{SqliteWriter, SubscriptionEventWrite, WriteOutcome};
+pub use event_write::{SubscriptionEventWrite, WriteOutcome, WriteReply, MAX_BATCH};
+pub use server_writer::{ServerDatabase, ServerWriter};
+pub use sqlite_writer::SqliteWriter;
 pub use target::{DatabaseOptions, DatabaseSource, DatabaseTarget, Provider};
 
 use crate::error::{BillingError, BillingResult};
@@ -53,7 +59,7 @@ mod ledger;
 mod subscriptions;
 
 pub use ledger::{Claim, EventState};
-pub use subscriptions::{ApplyOutcome, ClaimInTransaction, SubscriptionChange, SubscriptionWrite};
+pub use subscriptions::{ApplyOutcome, SubscriptionChange, SubscriptionWrite};
 
 /// Opens a write transaction. SQLite takes the write lock up front
 /// (`BEGIN IMMEDIATE`), so concurrent writers wait for the busy timeout
@@ -96,11 +102,35 @@ impl BeginWrite for SqlitePool {
     }
 }
 
+/// The group-commit writer for subscription events: a thread on SQLite
+/// (whose calls block), a task on the servers.
+pub enum EventWriter {
+    Sqlite(SqliteWriter),
+    Server(ServerWriter),
+}
+
+impl EventWriter {
+    /// Queues an event; `reply` is called once, after the commit that holds it.
+    pub fn submit(&self, write: SubscriptionEventWrite, reply: WriteReply) {
+        match self {
+            Self::Sqlite(writer) => writer.submit(write, reply),
+            Self::Server(writer) => writer.submit(write, reply),
+        }
+    }
+
+    /// Stops taking work and waits until what was queued is answered.
+    pub async fn close(&self) {
+        match self {
+            Self::Sqlite(writer) => writer.close().await,
+            Self::Server(writer) => writer.close().await,
+        }
+    }
+}
+
 pub struct Store {
     pool: DbPool,
     sql: &'static Dialect,
-    /// SQLite only: the group-commit writer for subscription events.
-    writer: Option<SqliteWriter>,
+    writer: EventWriter,
 }
 
 /// A `kavach_users` row as this package reads it (timestamps in Unix seconds).
@@ -226,19 +256,26 @@ impl Store {
                 (DbPool::Sqlite(pool), &dialect::SQLITE)
             }
         };
+        let runtime = tokio::runtime::Handle::current();
         let writer = match &pool {
-            DbPool::Sqlite(pool) => Some(SqliteWriter::start(
-                pool.clone(),
-                tokio::runtime::Handle::current(),
-            )?),
-            DbPool::Postgres(_) | DbPool::MySql(_) => None,
+            DbPool::Sqlite(pool) => {
+                EventWriter::Sqlite(SqliteWriter::start(pool.clone(), runtime)?)
+            }
+            DbPool::Postgres(pool) => EventWriter::Server(ServerWriter::start(
+                ServerDatabase::Postgres(pool.clone()),
+                &runtime,
+            )),
+            DbPool::MySql(pool) => EventWriter::Server(ServerWriter::start(
+                ServerDatabase::MySql(pool.clone()),
+                &runtime,
+            )),
         };
         Ok(Self { pool, sql, writer })
     }
 
-    /// The group-commit writer, on SQLite.
-    pub fn batch_writer(&self) -> Option<&SqliteWriter> {
-        self.writer.as_ref()
+    /// The group-commit writer for subscription events.
+    pub fn batch_writer(&self) -> &EventWriter {
+        &self.writer
     }
 
     pub fn dialect_name(&self) -> &'static str {
@@ -305,9 +342,7 @@ impl Store {
     /// Closes every connection; later calls fail with `closed`. The writer
     /// first commits and answers what is queued.
     pub async fn close(&self) {
-        if let Some(writer) = &self.writer {
-            writer.close().await;
-        }
+        self.writer.close().await;
         dispatch!(self, pool => pool.close().await)
     }
 

@@ -23,80 +23,19 @@ use sqlx::sqlite::SqlitePool;
 use tokio::runtime::Handle;
 
 use super::dialect::{WriterSql, SQLITE_WRITER};
+use super::event_write::{
+    plan_event, same_error, EventPlan, Job, LedgerRecord, SubscriptionEventWrite, WriteOutcome,
+    WriteReply, CLOSE_DRAIN_TIMEOUT, MAX_BATCH,
+};
 use super::sqlite_raw::{Param, RawConnection, SqliteCallError, StatementCache};
-use super::EventState;
 use crate::error::{BillingError, BillingResult};
-use crate::events::{decide, Ordering, SubscriptionSnapshot};
 
-/// Most events in one transaction.
-pub const MAX_BATCH: usize = 64;
 /// How long the writer keeps the connection while batches keep coming;
 /// then reads, checkout sessions and the general path get their turn.
 const HOLD_CONNECTION_FOR: Duration = Duration::from_millis(2);
 /// Prepared statements are finalized after this long without work, so the
 /// pool never holds a connection with statements of ours while idle.
 const IDLE_FINALIZE_AFTER: Duration = Duration::from_millis(500);
-/// How long `close` waits for queued work to be committed and answered.
-pub const CLOSE_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
-const STALE_DETAIL: &str = "older than the stored state";
-
-/// A subscription event, verified and read, for the writer.
-#[derive(Debug, Clone)]
-pub struct SubscriptionEventWrite {
-    pub event_id: String,
-    pub event_type: String,
-    pub event_created: i64,
-    /// The subscription as the event shows it (`canceled` for a deletion).
-    pub snapshot: SubscriptionSnapshot,
-    /// Set when the app listens for changes: a changed projection is then
-    /// recorded as owed to the user, under a lease until this time.
-    pub notify_lease_until: Option<i64>,
-    /// Unix seconds.
-    pub received_at: i64,
-    /// When set, handled ledger rows received before this time are deleted
-    /// first, in the same transaction (`eventRetentionDays`); a failure there
-    /// does not fail the event.
-    pub prune_before: Option<i64>,
-}
-
-/// What the writer did with an event.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum WriteOutcome {
-    /// Committed. `changed_user` is the user whose projection changed.
-    Applied { changed_user: Option<String> },
-    /// Handled before (the ledger says done or ignored): nothing written.
-    Duplicate,
-    /// Needs the general path (a Stripe fetch, or another delivery's lease):
-    /// nothing written.
-    Declined,
-}
-
-pub type WriteReply = Box<dyn FnOnce(BillingResult<WriteOutcome>) + Send>;
-
-struct Job {
-    write: SubscriptionEventWrite,
-    reply: Option<WriteReply>,
-}
-
-impl Job {
-    fn answer(mut self, result: BillingResult<WriteOutcome>) {
-        if let Some(reply) = self.reply.take() {
-            reply(result);
-        }
-    }
-}
-
-impl Drop for Job {
-    /// Every submitted event is answered exactly once, even when a panic
-    /// unwinds through the batch that held it.
-    fn drop(&mut self) {
-        if let Some(reply) = self.reply.take() {
-            reply(Err(BillingError::Internal(
-                "the SQLite writer stopped before this event was written".into(),
-            )));
-        }
-    }
-}
 
 /// The handle the store keeps; the thread does the work.
 pub struct SqliteWriter {
@@ -136,10 +75,7 @@ impl SqliteWriter {
     /// Queues an event; `reply` is called once, after the commit that holds it
     /// (or with `closed` when the writer no longer takes work).
     pub fn submit(&self, write: SubscriptionEventWrite, reply: WriteReply) {
-        let job = Job {
-            write,
-            reply: Some(reply),
-        };
+        let job = Job::new(write, reply);
         let jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
         match jobs.as_ref() {
             Some(sender) => {
@@ -192,15 +128,6 @@ enum EventFailure {
 
 fn database_error(error: SqliteCallError) -> BillingError {
     BillingError::Database(error.to_string())
-}
-
-/// The same failure, for each event of a batch.
-fn same_error(error: &BillingError) -> BillingError {
-    match error {
-        BillingError::Closed => BillingError::Closed,
-        BillingError::Database(message) => BillingError::Database(message.clone()),
-        other => BillingError::Database(other.to_string()),
-    }
 }
 
 impl WriterThread {
@@ -417,30 +344,15 @@ fn apply_event(
         |row| context = Some((row.text(0), row.text(1), row.int(2))),
     )?;
     let (owner, ledger_state, last_event_created) = context.unwrap_or((None, None, None));
-    match ledger_state.as_deref() {
-        None => {}
-        Some("done" | "ignored") => return Ok(WriteOutcome::Duplicate),
-        // `processing` or `notify`: another delivery holds it.
-        Some(_) => return Ok(WriteOutcome::Declined),
-    }
-    let Some(user_id) = owner else {
-        return Ok(WriteOutcome::Declined);
-    };
-    match decide(last_event_created, write.event_created, false) {
-        Ordering::Tie => return Ok(WriteOutcome::Declined),
-        Ordering::Stale => {
-            record_event(
-                connection,
-                sql,
-                write,
-                EventState::Done,
-                Some(STALE_DETAIL),
-                None,
-            )?;
+    let user_id = match plan_event(write, owner, ledger_state.as_deref(), last_event_created) {
+        EventPlan::Duplicate => return Ok(WriteOutcome::Duplicate),
+        EventPlan::Declined => return Ok(WriteOutcome::Declined),
+        EventPlan::RecordStale => {
+            record_event(connection, sql, write, &LedgerRecord::stale())?;
             return Ok(WriteOutcome::Applied { changed_user: None });
         }
-        Ordering::Apply => {}
-    }
+        EventPlan::Apply { user_id } => user_id,
+    };
     let main = snapshot.main_item();
     let items = serde_json::to_string(&snapshot.items).map_err(|e| SqliteCallError {
         code: libsqlite3_sys::SQLITE_MISUSE,
@@ -465,17 +377,12 @@ fn apply_event(
     )?;
     let changed = connection.run(sql.write_projection, &[Param::Text(&user_id)], |_| {})? > 0;
     let changed_user = changed.then_some(user_id);
-    match (&changed_user, write.notify_lease_until) {
-        (Some(user), Some(lease_until)) => record_event(
-            connection,
-            sql,
-            write,
-            EventState::Notify,
-            None,
-            Some((user, lease_until)),
-        )?,
-        _ => record_event(connection, sql, write, EventState::Done, None, None)?,
-    }
+    record_event(
+        connection,
+        sql,
+        write,
+        &LedgerRecord::applied(write, changed_user.as_deref()),
+    )?;
     Ok(WriteOutcome::Applied { changed_user })
 }
 
@@ -483,9 +390,7 @@ fn record_event(
     connection: &mut RawConnection<'_>,
     sql: &'static WriterSql,
     write: &SubscriptionEventWrite,
-    state: EventState,
-    detail: Option<&str>,
-    notify: Option<(&String, i64)>,
+    record: &LedgerRecord<'_>,
 ) -> Result<(), SqliteCallError> {
     connection.execute(
         sql.record_event,
@@ -493,10 +398,10 @@ fn record_event(
             Param::Text(&write.event_id),
             Param::Text(&write.event_type),
             Param::Int(write.event_created),
-            Param::Text(state.as_str()),
-            detail.into(),
-            notify.map(|(user, _)| user.as_str()).into(),
-            Param::Int(notify.map_or(write.received_at, |(_, lease)| lease)),
+            Param::Text(record.state.as_str()),
+            record.detail.into(),
+            record.notify_user_id.into(),
+            Param::Int(record.lease_column(write.received_at)),
             Param::Int(write.received_at),
         ],
     )
@@ -510,7 +415,9 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::events::{decide, project, StoredSubscription, SubscriptionItem};
+    use crate::events::{
+        decide, project, Ordering, StoredSubscription, SubscriptionItem, SubscriptionSnapshot,
+    };
     use crate::store::subscriptions::projection_of;
     use crate::store::{DatabaseTarget, Store};
 
@@ -607,7 +514,7 @@ mod tests {
         let count = writes.len();
         for (index, write) in writes.into_iter().enumerate() {
             let sender = sender.clone();
-            store.batch_writer().expect("writer").submit(
+            store.batch_writer().submit(
                 write,
                 Box::new(move |result| {
                     let _ = sender.send((index, result));

@@ -34,8 +34,6 @@ pub struct SubscriptionWrite<'a> {
     pub change: SubscriptionChange,
     /// Whether a projection change must be delivered to `onSubscriptionChange`.
     pub notify: bool,
-    /// Claim the event here (the fast path) rather than before.
-    pub claim: Option<ClaimInTransaction<'a>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,27 +48,13 @@ pub enum ApplyOutcome {
     UnknownSubscription,
     /// Stored, but no user owns its customer: recorded as ignored.
     Unowned,
-    /// The write was to claim the event itself, and the ledger already holds it.
-    AlreadyClaimed,
 }
 
 impl ApplyOutcome {
     /// Whether the transaction that produced this outcome is committed.
     pub fn commits(&self) -> bool {
-        !matches!(
-            self,
-            Self::NeedsRefetch | Self::UnknownSubscription | Self::AlreadyClaimed
-        )
+        !matches!(self, Self::NeedsRefetch | Self::UnknownSubscription)
     }
-}
-
-/// Claiming the event in the same transaction that applies it: one commit
-/// instead of two when no Stripe fetch has to happen in between.
-#[derive(Debug, Clone, Copy)]
-pub struct ClaimInTransaction<'a> {
-    pub event_type: &'a str,
-    pub now: i64,
-    pub lease_secs: i64,
 }
 
 /// The stored row's ordering facts.
@@ -122,22 +106,6 @@ impl Store {
         dispatch!(self, pool => {
             let mut tx = pool.begin_write().await?;
             let result: BillingResult<ApplyOutcome> = async {
-                if let Some(claim) = write.claim {
-                    // A concurrent delivery of the same event waits here on the
-                    // key until the first commits, then finds it taken.
-                    let claimed = sqlx::query(sql.claim_event)
-                        .bind(write.event_id)
-                        .bind(claim.event_type)
-                        .bind(write.event_created)
-                        .bind(claim.now + claim.lease_secs)
-                        .bind(claim.now)
-                        .execute(&mut *tx)
-                        .await?
-                        .rows_affected();
-                    if claimed == 0 {
-                        return Ok(ApplyOutcome::AlreadyClaimed);
-                    }
-                }
                 if let Some(user_id) = write.user_id {
                     sqlx::query(sql.lock_user).bind(user_id).fetch_optional(&mut *tx).await?;
                 }
