@@ -1,14 +1,17 @@
 // The JavaScript reference: a webhook handler written the way kavachOS's own
 // TypeScript Stripe plugin works. WebCrypto HMAC with a hex compare in JS,
-// JSON.parse, then Drizzle ORM (better-sqlite3 or pg) with one UPDATE per event
+// JSON.parse, then Drizzle ORM (better-sqlite3, pg or mysql2) with one UPDATE per event
 // and no ledger, no ordering guard, no notification outbox.
 import { drizzle as drizzleSqlite } from 'drizzle-orm/better-sqlite3'
 import { drizzle as drizzlePg } from 'drizzle-orm/node-postgres'
+import { drizzle as drizzleMysql } from 'drizzle-orm/mysql2'
 import { sqliteTable, text as sqliteText, integer } from 'drizzle-orm/sqlite-core'
 import { pgTable, text as pgText, timestamp, boolean } from 'drizzle-orm/pg-core'
+import { mysqlTable, varchar, text as mysqlText, datetime, boolean as mysqlBoolean } from 'drizzle-orm/mysql-core'
 import { eq } from 'drizzle-orm'
 import Database from 'better-sqlite3'
 import pg from 'pg'
+import mysql from 'mysql2/promise'
 
 const sqliteUsers = sqliteTable('kavach_users', {
   id: sqliteText('id').primaryKey(),
@@ -30,6 +33,17 @@ const pgUsers = pgTable('kavach_users', {
   stripeCurrentPeriodEnd: timestamp('stripe_current_period_end', { withTimezone: true }),
   stripeCancelAtPeriodEnd: boolean('stripe_cancel_at_period_end'),
   updatedAt: timestamp('updated_at', { withTimezone: true }),
+})
+
+const mysqlUsers = mysqlTable('kavach_users', {
+  id: varchar('id', { length: 255 }).primaryKey(),
+  stripeCustomerId: varchar('stripe_customer_id', { length: 255 }),
+  stripeSubscriptionId: mysqlText('stripe_subscription_id'),
+  stripeSubscriptionStatus: mysqlText('stripe_subscription_status'),
+  stripePriceId: mysqlText('stripe_price_id'),
+  stripeCurrentPeriodEnd: datetime('stripe_current_period_end', { fsp: 3 }),
+  stripeCancelAtPeriodEnd: mysqlBoolean('stripe_cancel_at_period_end'),
+  updatedAt: datetime('updated_at', { fsp: 3 }),
 })
 
 const encoder = new TextEncoder()
@@ -54,6 +68,11 @@ export function referenceHandler(kind, database, secret) {
     db = drizzleSqlite(connection)
     users = sqliteUsers
     close = async () => connection.close()
+  } else if (kind === 'mysql') {
+    const pool = mysql.createPool({ uri: database.url, connectionLimit: 10, timezone: 'Z' })
+    db = drizzleMysql(pool)
+    users = mysqlUsers
+    close = () => pool.end()
   } else {
     const pool = new pg.Pool({ connectionString: database.url, max: 10 })
     db = drizzlePg(pool)

@@ -1,6 +1,7 @@
 // `npm run bench` (or `npm run bench -- --quick`): one run, one Markdown table,
 // written to bench/RESULTS.md with the machine, date, versions and command.
-// Needs the release addon (`npm run build`), PostgreSQL at KAVACH_TEST_POSTGRES_URL.
+// Needs the release addon (`npm run build`), PostgreSQL at KAVACH_TEST_POSTGRES_URL
+// and MariaDB/MySQL at KAVACH_TEST_MYSQL_URL.
 import crypto from 'node:crypto'
 import fs from 'node:fs'
 import os from 'node:os'
@@ -8,17 +9,18 @@ import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks'
 import pg from 'pg'
+import mysql from 'mysql2/promise'
 import Database from 'better-sqlite3'
 import Stripe from 'stripe'
 import { constructEvent, stripe, verifySignature } from '../index.js'
 import { createHost } from '../__test__/helpers/host.mjs'
 import { event, signature, subscription } from '../__test__/helpers/events.mjs'
-import { POSTGRES_URL } from '../__test__/helpers/databases.mjs'
+import { MYSQL_URL, POSTGRES_URL } from '../__test__/helpers/databases.mjs'
 import { referenceHandler } from './reference.mjs'
 
 const here = path.dirname(fileURLToPath(import.meta.url))
 const QUICK = process.argv.includes('--quick')
-// `--only=sqlite` (or `postgres`): just that database's end-to-end rows, for
+// `--only=sqlite` (or `postgres`, `mysql`): just that database's end-to-end rows, for
 // iterating on the write path; it does not write RESULTS.md.
 const ONLY = process.argv.find((a) => a.startsWith('--only='))?.slice('--only='.length)
 const SECRET = 'whsec_bench_secret'
@@ -86,9 +88,20 @@ async function prepare(kind) {
     db.close()
     return { database: { provider: 'sqlite-native', url: file }, done: () => fs.rmSync(dir, { recursive: true, force: true }) }
   }
+  const tables = ['kavach_stripe_subscriptions', 'kavach_stripe_events', 'kavach_stripe_checkout_sessions', 'kavach_stripe_customer_claims', 'kavach_stripe_schema', 'kavach_users']
+  if (kind === 'mysql') {
+    const conn = await mysql.createConnection({ uri: MYSQL_URL })
+    for (const t of tables) await conn.query(`DROP TABLE IF EXISTS ${t}`)
+    await conn.query(`CREATE TABLE kavach_users (id VARCHAR(255) PRIMARY KEY, email VARCHAR(255) NOT NULL UNIQUE, name TEXT, created_at DATETIME(3) NOT NULL DEFAULT UTC_TIMESTAMP(3), updated_at DATETIME(3) NOT NULL DEFAULT UTC_TIMESTAMP(3),
+      stripe_customer_id VARCHAR(255) UNIQUE, stripe_subscription_id TEXT, stripe_subscription_status TEXT, stripe_price_id TEXT,
+      stripe_current_period_end DATETIME(3), stripe_cancel_at_period_end TINYINT(1) NOT NULL DEFAULT 0) DEFAULT CHARSET = utf8mb4`)
+    for (let i = 0; i < ROWS; i++) await conn.query('INSERT INTO kavach_users (id, email, stripe_customer_id) VALUES (?, ?, ?)', [`bench_u${i}`, `u${i}@example.com`, `cus_bench_${i}`])
+    await conn.end()
+    return { database: { provider: 'mysql', url: MYSQL_URL }, done: async () => {} }
+  }
   const client = new pg.Client({ connectionString: POSTGRES_URL })
   await client.connect()
-  for (const t of ['kavach_stripe_subscriptions', 'kavach_stripe_events', 'kavach_stripe_checkout_sessions', 'kavach_stripe_customer_claims', 'kavach_stripe_schema', 'kavach_users']) await client.query(`DROP TABLE IF EXISTS ${t}`)
+  for (const t of tables) await client.query(`DROP TABLE IF EXISTS ${t}`)
   await client.query(`CREATE TABLE kavach_users (id TEXT PRIMARY KEY, email TEXT NOT NULL UNIQUE, name TEXT, created_at TIMESTAMPTZ NOT NULL DEFAULT now(), updated_at TIMESTAMPTZ NOT NULL DEFAULT now(),
     stripe_customer_id TEXT UNIQUE, stripe_subscription_id TEXT, stripe_subscription_status TEXT, stripe_price_id TEXT,
     stripe_current_period_end TIMESTAMPTZ, stripe_cancel_at_period_end BOOLEAN NOT NULL DEFAULT FALSE)`)
@@ -150,7 +163,7 @@ function medianRun(list) {
   const middle = [...list].sort((a, b) => a.perSecond - b.perSecond)[Math.floor(list.length / 2)]
   return Object.fromEntries(Object.keys(middle).map((key) => [key, median(list.map((run) => run[key]))]))
 }
-for (const kind of ONLY ? [ONLY] : ['sqlite', 'postgres']) {
+for (const kind of ONLY ? [ONLY] : ['sqlite', 'postgres', 'mysql']) {
   for (const [inFlight, distinct] of [[1, 1], [50, 1], [50, ROWS]]) {
     const label = `${kind}, ${inFlight} in flight, ${distinct} row${distinct > 1 ? 's' : ''}`
     // The three runs alternate, REPEATS times; each figure is the median of its runs, so a burst
@@ -233,8 +246,9 @@ const header = [
   `- command: \`npm run bench${QUICK ? ' -- --quick' : ''}\` (node --expose-gc bench/run.mjs${QUICK ? ' --quick' : ''})`,
   `- date: ${new Date().toISOString()}`,
   `- machine: ${os.cpus()[0]?.model ?? 'unknown CPU'}, ${os.cpus().length} cores, ${Math.round(os.totalmem() / 2 ** 30)} GiB, ${os.type()} ${os.release()}`,
-  `- versions: kavachos-stripe ${own.version} (release build), node ${process.version}, stripe ${pkg('stripe')}, drizzle-orm ${pkg('drizzle-orm')}, better-sqlite3 ${pkg('better-sqlite3')}, pg ${pkg('pg')}`,
+  `- versions: kavachos-stripe ${own.version} (release build), node ${process.version}, stripe ${pkg('stripe')}, drizzle-orm ${pkg('drizzle-orm')}, better-sqlite3 ${pkg('better-sqlite3')}, pg ${pkg('pg')}, mysql2 ${pkg('mysql2')}`,
   `- Postgres: ${POSTGRES_URL.replace(/\/\/[^@]*@/, '//')} on the same machine`,
+  `- MariaDB/MySQL: ${MYSQL_URL.replace(/\/\/[^@]*@/, '//')} on the same machine`,
   '',
 ]
 console.log(table)

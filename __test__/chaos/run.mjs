@@ -1,14 +1,17 @@
 // The chaos run (`npm run test:chaos`): thousands of signed subscription
 // lifecycle events for hundreds of users, each delivered one to three times in
-// shuffled order by several app instances at once (4 on one Postgres, 2 on one
-// SQLite file), with a fake Stripe that fails and stalls, database connections
-// killed mid-run, a callback that throws, and on SQLite commits that fail (a
-// deferred foreign key broken by a random ledger insert) and an instance
-// killed (SIGKILL) in the middle of its batches and replaced. An oracle
-// computed from the events alone checks the stored state, the projection and
-// the notifications, and that every delivery answered 200 is in the ledger.
+// shuffled order by several app instances at once (4 on one Postgres, 3 on one
+// MariaDB, 2 on one SQLite file), with a fake Stripe that fails and stalls,
+// one instance's database connections killed again and again in the middle of
+// its batches, a callback that throws, commits that fail on Postgres and
+// SQLite (a deferred foreign key broken by a random ledger insert, so the
+// whole batch's commit fails), ledger inserts that fail on MariaDB (a trigger
+// that signals an error), and on SQLite an instance killed (SIGKILL) in the
+// middle of its batches and replaced. An oracle computed from the events
+// alone checks the stored state, the projection and the notifications, and
+// that every delivery answered 200 is in the ledger.
 //
-// CHAOS_USERS (default 200) scales it; CHAOS_ONLY=postgres|sqlite runs one half.
+// CHAOS_USERS (default 200) scales it; CHAOS_ONLY=postgres|mysql|sqlite runs one part.
 import { spawn } from 'node:child_process'
 import fs from 'node:fs'
 import http from 'node:http'
@@ -16,11 +19,12 @@ import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import pg from 'pg'
+import mysql from 'mysql2/promise'
 import Database from 'better-sqlite3'
 import { stripe } from '../../index.js'
 import { createHost } from '../helpers/host.mjs'
 import { checkoutSession, event, invoice, subscription } from '../helpers/events.mjs'
-import { POSTGRES_URL } from '../helpers/databases.mjs'
+import { MYSQL_URL, POSTGRES_URL } from '../helpers/databases.mjs'
 import { seededRandom } from './random.mjs'
 
 const here = path.dirname(fileURLToPath(import.meta.url))
@@ -30,10 +34,13 @@ const SECRET_KEY = 'sk_test_chaos_0123456789'
 const WEBHOOK_SECRET = 'whsec_chaos_secret'
 const LIVE = ['trialing', 'active', 'past_due', 'unpaid', 'paused', 'incomplete']
 const random = seededRandom(20261128)
-/** On SQLite, one ledger insert in this many breaks the commit that holds it. */
+/** One ledger insert in this many breaks the commit that holds it (Postgres, SQLite) or fails (MariaDB). */
 const COMMIT_TRAP_ODDS = 150
 /** The SQLite instance that is killed is killed once this share of its deliveries is answered. */
 const KILL_AFTER_SHARE = 0.3
+/** The MariaDB account of the instance whose connections are killed. */
+const MYSQL_VICTIM = 'kavach_chaos1'
+const OWN_TABLES = ['kavach_stripe_subscriptions', 'kavach_stripe_events', 'kavach_stripe_checkout_sessions', 'kavach_stripe_customer_claims', 'kavach_stripe_schema', 'kavach_users']
 const pick = (list) => list[Math.floor(random() * list.length)]
 
 // ---- the events, and the truth they imply ---------------------------------
@@ -250,8 +257,14 @@ async function check(kind, read, truth, users, results, mismatches) {
   }
 }
 
-// ---- one half: N instances on one database ---------------------------------
-async function half(kind, instances, generated, dir) {
+/** Runs the package's migrations, so the faults can be armed on its tables. */
+async function migrate(database) {
+  const host = await createHost({ database, plugins: [stripe({ secretKey: SECRET_KEY, webhookSecret: WEBHOOK_SECRET })] })
+  await host.plugins.getContext().stripe.close()
+}
+
+// ---- one part: N instances on one database ---------------------------------
+async function part(kind, instances, generated, dir) {
   const counts = { events: generated.events.length, deliveries: 0, duplicates: 0 }
   const faults = { stripe500: 0, stripeStall: 0, connectionsKilled: 0, killed: [] }
   const stripeServer = await startStripe(generated.truth, faults)
@@ -262,10 +275,17 @@ async function half(kind, instances, generated, dir) {
   if (kind === 'postgres') {
     const client = new pg.Client({ connectionString: POSTGRES_URL })
     await client.connect()
-    for (const table of ['kavach_stripe_subscriptions', 'kavach_stripe_events', 'kavach_stripe_checkout_sessions', 'kavach_stripe_customer_claims', 'kavach_stripe_schema', 'kavach_users']) await client.query(`DROP TABLE IF EXISTS ${table}`)
+    for (const table of [...OWN_TABLES, 'chaos_trap', 'chaos_trap_parent']) await client.query(`DROP TABLE IF EXISTS ${table}`)
     await client.query(`CREATE TABLE kavach_users (id TEXT PRIMARY KEY, email TEXT NOT NULL UNIQUE, name TEXT, created_at TIMESTAMPTZ NOT NULL, updated_at TIMESTAMPTZ NOT NULL)`)
     for (const user of generated.users) await client.query('INSERT INTO kavach_users (id, email, created_at, updated_at) VALUES ($1, $2, now(), now())', [user.id, `${user.id}@example.com`])
     database = (i) => ({ provider: 'postgres', url: `${POSTGRES_URL}${POSTGRES_URL.includes('?') ? '&' : '?'}application_name=kavach-chaos-${i}` })
+    await migrate(database(0))
+    // Arm the commit trap: a batch holding a trapped ledger insert fails at its commit.
+    await client.query(`CREATE TABLE chaos_trap_parent (id INTEGER PRIMARY KEY);
+      CREATE TABLE chaos_trap (parent INTEGER REFERENCES chaos_trap_parent (id) DEFERRABLE INITIALLY DEFERRED);
+      CREATE OR REPLACE FUNCTION chaos_commit_trap() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN IF floor(random() * ${COMMIT_TRAP_ODDS}) = 0 THEN INSERT INTO chaos_trap VALUES (1); END IF; RETURN NEW; END $$;
+      CREATE TRIGGER chaos_commit_trap AFTER INSERT ON kavach_stripe_events FOR EACH ROW EXECUTE FUNCTION chaos_commit_trap()`)
     read = async (sql) => (await client.query(sql)).rows
     // Kill instance 1's database connections, again and again, while it works.
     killer = setInterval(async () => {
@@ -273,6 +293,38 @@ async function half(kind, instances, generated, dir) {
       faults.connectionsKilled += killed.rowCount
     }, 700)
     cleanup = () => client.end()
+  } else if (kind === 'mysql') {
+    const admin = await mysql.createConnection({ uri: MYSQL_URL, timezone: 'Z' })
+    for (const table of OWN_TABLES) await admin.query(`DROP TABLE IF EXISTS ${table}`)
+    await admin.query('CREATE TABLE kavach_users (id VARCHAR(255) PRIMARY KEY, email VARCHAR(255) NOT NULL UNIQUE, name TEXT, created_at DATETIME(3) NOT NULL, updated_at DATETIME(3) NOT NULL)')
+    for (const user of generated.users) await admin.query('INSERT INTO kavach_users (id, email, created_at, updated_at) VALUES (?, ?, UTC_TIMESTAMP(3), UTC_TIMESTAMP(3))', [user.id, `${user.id}@example.com`])
+    // Instance 1 connects with an account of its own, so its connections can be told apart and killed.
+    const url = new URL(MYSQL_URL)
+    const schema = url.pathname.slice(1)
+    for (const host of ['%', 'localhost']) {
+      await admin.query(`CREATE USER IF NOT EXISTS '${MYSQL_VICTIM}'@'${host}'`)
+      await admin.query(`GRANT ALL ON \`${schema}\`.* TO '${MYSQL_VICTIM}'@'${host}'`)
+    }
+    const victimUrl = new URL(MYSQL_URL)
+    victimUrl.username = MYSQL_VICTIM
+    victimUrl.password = ''
+    database = (i) => ({ provider: 'mysql', url: i === 1 ? victimUrl.toString() : MYSQL_URL })
+    await migrate(database(0))
+    await admin.query(`CREATE TRIGGER chaos_insert_trap BEFORE INSERT ON kavach_stripe_events FOR EACH ROW
+      BEGIN IF FLOOR(RAND() * ${COMMIT_TRAP_ODDS}) = 0 THEN SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'chaos: a ledger insert failed'; END IF; END`)
+    read = async (sql) => (await admin.query(sql))[0]
+    killer = setInterval(async () => {
+      const [rows] = await admin.query('SELECT ID FROM information_schema.PROCESSLIST WHERE USER = ?', [MYSQL_VICTIM])
+      for (const row of rows) {
+        try {
+          await admin.query(`KILL CONNECTION ${Number(row.ID)}`)
+          faults.connectionsKilled += 1
+        } catch {
+          // Gone meanwhile.
+        }
+      }
+    }, 700)
+    cleanup = () => admin.end()
   } else {
     const file = path.join(dir, 'chaos.db')
     const db = new Database(file)
@@ -282,8 +334,7 @@ async function half(kind, instances, generated, dir) {
     db.close()
     database = () => ({ provider: 'sqlite-native', url: file })
     // Migrate first, then arm the commit trap on the package's ledger.
-    const migrating = await createHost({ database: database(), plugins: [stripe({ secretKey: SECRET_KEY, webhookSecret: WEBHOOK_SECRET })] })
-    await migrating.plugins.getContext().stripe.close()
+    await migrate(database())
     const trap = new Database(file)
     trap.exec(`CREATE TABLE chaos_trap_parent (id INTEGER PRIMARY KEY);
       CREATE TABLE chaos_trap (parent INTEGER REFERENCES chaos_trap_parent (id) DEFERRABLE INITIALLY DEFERRED);
@@ -316,8 +367,9 @@ async function half(kind, instances, generated, dir) {
   const failures = {}
   for (const r of results) for (const [k, v] of Object.entries(r.failures)) failures[k] = (failures[k] ?? 0) + v
   console.log(`${kind}: ${instances} instances, ${generated.users.length} users, ${counts.events} events, ${counts.deliveries} deliveries (${counts.duplicates} duplicates), ${sum((r) => r.retries)} redeliveries after non-2xx, ${seconds.toFixed(1)} s`)
-  const sqliteFaults = kind === 'sqlite' ? `, commits broken for 1 in ${COMMIT_TRAP_ODDS} ledger inserts, instance killed: ${faults.killed.join('; ')}` : ''
-  console.log(`${kind}: faults injected: ${faults.stripe500} Stripe 500s, ${faults.stripeStall} stalled Stripe fetches, ${faults.connectionsKilled} database connections killed, ${sum((r) => r.listenerThrows)} throwing callbacks${sqliteFaults}`)
+  const trap = kind === 'mysql' ? `ledger inserts failed for 1 in ${COMMIT_TRAP_ODDS}` : `commits broken for 1 in ${COMMIT_TRAP_ODDS} ledger inserts`
+  const killed = kind === 'sqlite' ? `, instance killed: ${faults.killed.join('; ')}` : ''
+  console.log(`${kind}: faults injected: ${faults.stripe500} Stripe 500s, ${faults.stripeStall} stalled Stripe fetches, ${faults.connectionsKilled} database connections killed, ${sum((r) => r.listenerThrows)} throwing callbacks, ${trap}${killed}`)
   console.log(`${kind}: non-2xx answers: ${JSON.stringify(failures)}; notifications: ${sum((r) => r.notifications.length)}`)
   for (const m of mismatches.slice(0, 20)) console.log(`  MISMATCH ${m}`)
   return mismatches.length
@@ -327,8 +379,9 @@ const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kavach-chaos-'))
 let mismatches = 0
 try {
   const generated = generate()
-  if (ONLY !== 'sqlite') mismatches += await half('postgres', 4, generated, dir)
-  if (ONLY !== 'postgres') mismatches += await half('sqlite', 2, generated, dir)
+  if (!ONLY || ONLY === 'postgres') mismatches += await part('postgres', 4, generated, dir)
+  if (!ONLY || ONLY === 'mysql') mismatches += await part('mysql', 3, generated, dir)
+  if (!ONLY || ONLY === 'sqlite') mismatches += await part('sqlite', 2, generated, dir)
 } finally {
   fs.rmSync(dir, { recursive: true, force: true })
 }

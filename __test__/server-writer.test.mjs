@@ -1,0 +1,93 @@
+// The Postgres and MySQL batch writers, as a user's webhooks meet them: many
+// deliveries at once share batches, hostile text survives the trip into the
+// batch document unchanged, and an event the database refuses fails alone
+// while the rest of its batch commits.
+import { after, before, describe, test } from 'node:test'
+import assert from 'node:assert/strict'
+import { stripe } from '../index.js'
+import { createHost } from './helpers/host.mjs'
+import { openDatabase } from './helpers/databases.mjs'
+import { event, signature, subscription } from './helpers/events.mjs'
+
+const SECRET = 'whsec_server_writer_secret'
+const KEY = 'sk_test_server_writer_0123'
+
+for (const kind of ['postgres', 'mysql']) {
+  describe(`the ${kind} batch writer`, async () => {
+    const db = await openDatabase(kind)
+    let host
+    const notifications = []
+    const p = (n) => (kind === 'postgres' ? `$${n}` : '?')
+
+    before(async () => {
+      if (!db) return
+      await db.reset()
+      await db.createHostUsersTable(true)
+      host = await createHost({
+        database: db.config,
+        plugins: [stripe({ secretKey: KEY, webhookSecret: SECRET, onSubscriptionChange: (userId, sub) => { notifications.push({ userId, sub }) } })],
+      })
+    })
+    after(async () => {
+      await host?.plugins.getContext().stripe.close()
+      await db?.close()
+    })
+
+    const post = async (evt) => {
+      const body = JSON.stringify(evt)
+      const res = await host.plugins.handleRequest(
+        new Request('http://app.test/auth/stripe/webhook', { method: 'POST', body, headers: { 'stripe-signature': signature(body, SECRET) } }),
+      )
+      return { status: res.status, body: await res.json() }
+    }
+    const user = async (id, customer) => {
+      await db.insertUser(id, `${id}@example.com`)
+      await db.query(`UPDATE kavach_users SET stripe_customer_id = ${p(1)} WHERE id = ${p(2)}`, [customer, id])
+    }
+
+    test('text that could end the batch document or a SQL literal is stored exactly', { skip: !db }, async () => {
+      const hostile = [
+        '$kavach_batch$); DROP TABLE kavach_users; --',
+        "price_'quoted'\\back$lash$$",
+        'price_ünïcødé_😀',
+      ]
+      for (const [i, price] of hostile.entries()) {
+        await user(`hostile_u${i}`, `cus_hostile_${i}`)
+        const sub = subscription({ id: `sub_hostile_${i}`, customer: `cus_hostile_${i}`, price })
+        sub.metadata = { note: '$kavach_batch$' }
+        const answer = await post(event('customer.subscription.updated', sub, { created: 1760000000 + i }))
+        assert.deepEqual(answer, { status: 200, body: { received: true, notified: true } })
+        const [row] = await db.query(`SELECT stripe_price_id FROM kavach_users WHERE id = ${p(1)}`, [`hostile_u${i}`])
+        assert.equal(row.stripe_price_id, price)
+      }
+      assert.equal(Number((await db.query('SELECT COUNT(*) AS n FROM kavach_users'))[0].n), hostile.length)
+    })
+
+    test('fifty deliveries at once: each applied once, the one the database refuses fails alone', { skip: !db }, async () => {
+      for (let u = 0; u < 10; u++) await user(`batch_u${u}`, `cus_batch_${u}`)
+      const events = []
+      for (let u = 0; u < 10; u++) {
+        for (let k = 0; k < 5; k++) {
+          events.push(event('customer.subscription.updated', subscription({ id: `sub_batch_${u}`, customer: `cus_batch_${u}`, price: `price_${k}`, periodEnd: 1900000000 + k }), { created: 1760000100 + k, id: `evt_batch_${u}_${k}` }))
+        }
+      }
+      // Refused by the database: a NUL in text (Postgres) or a price id over VARCHAR(255) (MySQL's strict mode).
+      const refused = events[23]
+      if (kind === 'postgres') refused.data.object.id = 'sub_batch_\u0000'
+      else refused.data.object.items.data[0].price.id = `price_${'x'.repeat(300)}`
+      const answers = await Promise.all(events.map(post))
+      const failed = answers.map((a, i) => (a.status === 200 ? null : i)).filter((i) => i !== null)
+      assert.deepEqual(failed, [23])
+      assert.equal(answers[23].status, 500)
+      assert.equal(answers[23].body.code, 'database_error')
+      const ledger = await db.query("SELECT id FROM kavach_stripe_events WHERE id LIKE 'evt_batch_%'")
+      assert.equal(ledger.length, 49)
+      assert.ok(!ledger.some((r) => r.id === refused.id), 'nothing of the refused event is recorded')
+      const rows = await db.query("SELECT id, stripe_price_id FROM kavach_users WHERE id LIKE 'batch_u%' ORDER BY id")
+      assert.deepEqual(rows.map((r) => r.stripe_price_id), Array(10).fill('price_4'))
+      // Redelivered: duplicates, except the refused one, which fails again the same way.
+      const again = await Promise.all(events.map(post))
+      assert.deepEqual(again.map((a) => a.status === 200 && a.body.duplicate === true), events.map((_, i) => i !== 23))
+    })
+  })
+}
