@@ -1,12 +1,15 @@
 // The Postgres and MySQL batch writers, as a user's webhooks meet them: many
 // deliveries at once share batches, hostile text survives the trip into the
-// batch document unchanged, and an event the database refuses fails alone
-// while the rest of its batch commits.
+// batch document unchanged, an event the database refuses fails alone while
+// the rest of its batch commits, and a batch chosen as a deadlock's victim is
+// retried instead of failing its deliveries.
 import { after, before, describe, test } from 'node:test'
 import assert from 'node:assert/strict'
+import pg from 'pg'
+import mysql from 'mysql2/promise'
 import { stripe } from '../index.js'
 import { createHost } from './helpers/host.mjs'
-import { openDatabase } from './helpers/databases.mjs'
+import { MYSQL_URL, POSTGRES_URL, openDatabase } from './helpers/databases.mjs'
 import { event, signature, subscription } from './helpers/events.mjs'
 
 const SECRET = 'whsec_server_writer_secret'
@@ -17,7 +20,6 @@ for (const kind of ['postgres', 'mysql']) {
     const db = await openDatabase(kind)
     let host
     const notifications = []
-    const p = (n) => (kind === 'postgres' ? `$${n}` : '?')
 
     before(async () => {
       if (!db) return
@@ -42,7 +44,7 @@ for (const kind of ['postgres', 'mysql']) {
     }
     const user = async (id, customer) => {
       await db.insertUser(id, `${id}@example.com`)
-      await db.query(`UPDATE kavach_users SET stripe_customer_id = ${p(1)} WHERE id = ${p(2)}`, [customer, id])
+      await db.query(`UPDATE kavach_users SET stripe_customer_id = ? WHERE id = ?`, [customer, id])
     }
 
     test('text that could end the batch document or a SQL literal is stored exactly', { skip: !db }, async () => {
@@ -57,7 +59,7 @@ for (const kind of ['postgres', 'mysql']) {
         sub.metadata = { note: '$kavach_batch$' }
         const answer = await post(event('customer.subscription.updated', sub, { created: 1760000000 + i }))
         assert.deepEqual(answer, { status: 200, body: { received: true, notified: true } })
-        const [row] = await db.query(`SELECT stripe_price_id FROM kavach_users WHERE id = ${p(1)}`, [`hostile_u${i}`])
+        const [row] = await db.query(`SELECT stripe_price_id FROM kavach_users WHERE id = ?`, [`hostile_u${i}`])
         assert.equal(row.stripe_price_id, price)
       }
       assert.equal(Number((await db.query('SELECT COUNT(*) AS n FROM kavach_users'))[0].n), hostile.length)
@@ -88,6 +90,49 @@ for (const kind of ['postgres', 'mysql']) {
       // Redelivered: duplicates, except the refused one, which fails again the same way.
       const again = await Promise.all(events.map(post))
       assert.deepEqual(again.map((a) => a.status === 200 && a.body.duplicate === true), events.map((_, i) => i !== 23))
+    })
+
+    test('a batch that loses a deadlock is retried: the delivery still answers 200', { skip: !db }, async () => {
+      await user('deadlock_u', 'cus_deadlock')
+      const first = event('customer.subscription.created', subscription({ id: 'sub_deadlock', customer: 'cus_deadlock', price: 'price_a' }), { created: 1760000200 })
+      assert.equal((await post(first)).status, 200)
+      // Another session takes the subscription row, then (while the writer holds the user row and
+      // waits for the subscription) the user row: the opposite order, so one of the two is a
+      // deadlock's victim.
+      const other = kind === 'postgres' ? new pg.Client({ connectionString: POSTGRES_URL }) : await mysql.createConnection({ uri: MYSQL_URL })
+      if (kind === 'postgres') await other.connect()
+      const run = (sql) => other.query(sql)
+      const deadlocks = async () => {
+        const rows = kind === 'postgres'
+          ? (await db.query('SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()'))
+          : (await db.query("SHOW GLOBAL STATUS LIKE 'Innodb_deadlocks'"))
+        return Number(kind === 'postgres' ? rows[0].deadlocks : rows[0].Value)
+      }
+      const before = await deadlocks()
+      await run('BEGIN')
+      // Rows changed first make this session the costlier one to roll back, so MySQL (which rolls
+      // back the cheaper side) picks the writer, as Postgres does (whose older lock wait detects it).
+      await run("INSERT INTO kavach_stripe_checkout_sessions (id, user_id, created_at) VALUES ('cs_dl_1', 'x', 1), ('cs_dl_2', 'x', 1), ('cs_dl_3', 'x', 1), ('cs_dl_4', 'x', 1)")
+      await run("SELECT id FROM kavach_stripe_subscriptions WHERE id = 'sub_deadlock' FOR UPDATE")
+      const delivery = post(event('customer.subscription.updated', subscription({ id: 'sub_deadlock', customer: 'cus_deadlock', price: 'price_b' }), { created: 1760000201 }))
+      await new Promise((resolve) => setTimeout(resolve, 300))
+      let otherFailed = false
+      try {
+        await run("SELECT id FROM kavach_users WHERE id = 'deadlock_u' FOR UPDATE")
+      } catch {
+        otherFailed = true
+      }
+      await run('ROLLBACK')
+      const answer = await delivery
+      await other.end()
+      assert.deepEqual(answer, { status: 200, body: { received: true, notified: true } })
+      const [row] = await db.query('SELECT stripe_price_id FROM kavach_users WHERE id = ?', ['deadlock_u'])
+      assert.equal(row.stripe_price_id, 'price_b')
+      // Postgres counts the deadlock after the victim's lock wait times out; it may lag a little.
+      for (let i = 0; i < 20 && (await deadlocks()) === before; i++) await new Promise((resolve) => setTimeout(resolve, 100))
+      assert.equal(await deadlocks(), before + 1, 'a deadlock happened')
+      // The writer's batch was the victim, and its retry committed.
+      assert.equal(otherFailed, false)
     })
   })
 }

@@ -500,10 +500,12 @@ pub static MYSQL_WRITER: WriterSql = WriterSql {
 };
 
 /// Locks the users owning `count` customers, in one order for every batch
-/// and instance, so concurrent batches never deadlock on them.
+/// and instance, so concurrent batches never deadlock on them. `email` is not
+/// in the customer index: reading it makes InnoDB visit, and lock, the row
+/// itself (the row the projection update writes), not only the index entry.
 pub fn mysql_lock_users(count: usize) -> String {
     format!(
-        "SELECT id FROM kavach_users WHERE stripe_customer_id IN ({}) ORDER BY id FOR UPDATE",
+        "SELECT id, email FROM kavach_users WHERE stripe_customer_id IN ({}) ORDER BY id FOR UPDATE",
         placeholders(count)
     )
 }
