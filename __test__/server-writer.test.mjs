@@ -73,10 +73,14 @@ for (const kind of ['postgres', 'mysql']) {
           events.push(event('customer.subscription.updated', subscription({ id: `sub_batch_${u}`, customer: `cus_batch_${u}`, price: `price_${k}`, periodEnd: 1900000000 + k }), { created: 1760000100 + k, id: `evt_batch_${u}_${k}` }))
         }
       }
-      // Refused by the database: a NUL in text (Postgres) or a price id over VARCHAR(255) (MySQL's strict mode).
+      // Refused by the database: a NUL in text (Postgres) or a price id over VARCHAR(255) (MySQL's
+      // strict mode), on a subscription of its own (so no later event of the batch supersedes it).
       const refused = events[23]
       if (kind === 'postgres') refused.data.object.id = 'sub_batch_\u0000'
-      else refused.data.object.items.data[0].price.id = `price_${'x'.repeat(300)}`
+      else {
+        refused.data.object.id = 'sub_batch_refused'
+        refused.data.object.items.data[0].price.id = `price_${'x'.repeat(300)}`
+      }
       const answers = await Promise.all(events.map(post))
       const failed = answers.map((a, i) => (a.status === 200 ? null : i)).filter((i) => i !== null)
       assert.deepEqual(failed, [23])

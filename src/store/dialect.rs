@@ -458,68 +458,149 @@ pub static SQLITE_WRITER: WriterSql = WriterSql {
 const SQLITE_PRUNE_EVENTS: &str =
     "DELETE FROM kavach_stripe_events WHERE received_at < ? AND state IN ('done', 'ignored')";
 
-/// The statements of the MySQL batch writer (`store::server_writer`): the
-/// same steps as `SQLITE_WRITER`, one round trip each, inside one transaction
-/// per batch. Parameters are positional; each field says what it binds.
-pub static MYSQL_WRITER: WriterSql = WriterSql {
-    begin: "START TRANSACTION",
-    commit: "COMMIT",
-    rollback: "ROLLBACK",
-    savepoint: "SAVEPOINT kavach_event",
-    rollback_to_savepoint: "ROLLBACK TO SAVEPOINT kavach_event",
-    release_savepoint: "RELEASE SAVEPOINT kavach_event",
-    // customer, event, subscription.
-    read_event_context: "SELECT \
-        (SELECT id FROM kavach_users WHERE stripe_customer_id = ?), \
-        (SELECT state FROM kavach_stripe_events WHERE id = ?), \
-        (SELECT last_event_created FROM kavach_stripe_subscriptions WHERE id = ?)",
-    upsert_subscription: MYSQL.upsert_subscription,
-    // user, user. Strings compare as bytes (BINARY), as in Rust and SQLite,
-    // not by the columns' case-insensitive collation.
-    write_projection: "UPDATE kavach_users AS u JOIN ( \
-            SELECT id, status, price_id, current_period_end, \
-                (cancel_at_period_end <> 0 OR cancel_at IS NOT NULL) AS scheduled \
-            FROM kavach_stripe_subscriptions WHERE user_id = ? \
-            ORDER BY BINARY status IN ('trialing', 'active', 'past_due', 'unpaid', 'paused', 'incomplete') DESC, \
-                created DESC, BINARY id DESC LIMIT 1) AS p \
-        SET u.stripe_subscription_id = p.id, u.stripe_subscription_status = p.status, \
-            u.stripe_price_id = p.price_id, \
-            u.stripe_current_period_end = FROM_UNIXTIME(p.current_period_end), \
-            u.stripe_cancel_at_period_end = p.scheduled, u.updated_at = UTC_TIMESTAMP(3) \
-        WHERE u.id = ? AND NOT ( \
-            BINARY u.stripe_subscription_id <=> BINARY p.id \
-            AND BINARY u.stripe_subscription_status <=> BINARY p.status \
-            AND BINARY u.stripe_price_id <=> BINARY p.price_id \
-            AND CAST(UNIX_TIMESTAMP(u.stripe_current_period_end) AS SIGNED) <=> p.current_period_end \
-            AND (u.stripe_cancel_at_period_end <> 0) <=> (p.scheduled <> 0))",
-    // id, type, created, state, detail, notify_user_id, lease_until, received_at, handled_at.
-    record_event: "INSERT INTO kavach_stripe_events \
-        (id, type, created, state, detail, notify_user_id, lease_until, received_at, handled_at) \
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    prune_events: MYSQL.prune_events,
-};
+/// The statements of the MySQL batch writer (`store::mysql_batch`): two
+/// round trips per batch whatever its size (the reads, then the writes and
+/// the commit). They go in the text protocol
+/// with the values inlined as literals (`mysql_text`, `mysql_int`): no
+/// prepared statement per batch size (sqlx's statement cache would churn, and
+/// closing an evicted statement before the next command stalls on Nagle's
+/// algorithm), and the writes and the commit travel as one multi-statement.
+/// Strings are compared by the rules in Rust, not by the tables'
+/// case-insensitive collation.
+pub const MYSQL_ROLLBACK: &str = "ROLLBACK";
 
-/// Locks the users owning `count` customers, in one order for every batch
-/// and instance, so concurrent batches never deadlock on them. `email` is not
-/// in the customer index: reading it makes InnoDB visit, and lock, the row
-/// itself (the row the projection update writes), not only the index entry.
-pub fn mysql_lock_users(count: usize) -> String {
+/// A string as a MySQL literal: its UTF-8 bytes in hex with the charset
+/// introducer, so no byte of it is ever parsed as SQL (whatever `sql_mode`
+/// says about backslashes).
+pub fn mysql_text(value: &str) -> String {
+    use std::fmt::Write;
+    let mut literal = String::with_capacity(12 + value.len() * 2);
+    literal.push_str("_utf8mb4 X'");
+    for byte in value.bytes() {
+        let _ = write!(literal, "{byte:02X}");
+    }
+    literal.push('\'');
+    literal
+}
+
+pub fn mysql_optional_text(value: Option<&str>) -> String {
+    value.map_or_else(|| "NULL".to_owned(), mysql_text)
+}
+
+pub fn mysql_int(value: Option<i64>) -> String {
+    value.map_or_else(|| "NULL".to_owned(), |n| n.to_string())
+}
+
+/// The batch's first round trip: begins its transaction, locks and reads
+/// the users owning the `customers` (lists of literals), then every
+/// subscription of those users and the batch's own `subscriptions` (those
+/// that exist), then reads the ledger rows of the `events`. Users, then
+/// subscriptions, each in id order, in every batch and instance. Each row
+/// starts with a tag saying which read it belongs to: `u` (id, customer,
+/// then the projection's five columns in Rust's encoding), `s` (id, user,
+/// last event, status, created, price, period end, cancel at period end,
+/// cancel at), `l` (id, state). Reading user columns outside the customer
+/// index makes InnoDB visit, and lock, the rows themselves.
+pub fn mysql_begin_and_read(customers: &str, subscriptions: &str, events: &str) -> String {
     format!(
-        "SELECT id, email FROM kavach_users WHERE stripe_customer_id IN ({}) ORDER BY id FOR UPDATE",
-        placeholders(count)
+        "START TRANSACTION; \
+         SELECT 'u', id, stripe_customer_id, stripe_subscription_id, stripe_subscription_status, \
+         stripe_price_id, CAST(UNIX_TIMESTAMP(stripe_current_period_end) AS SIGNED), \
+         stripe_cancel_at_period_end <> 0 \
+         FROM kavach_users WHERE stripe_customer_id IN ({customers}) ORDER BY id FOR UPDATE; \
+         SELECT 's', id, user_id, last_event_created, status, created, price_id, \
+         current_period_end, cancel_at_period_end <> 0, cancel_at \
+         FROM kavach_stripe_subscriptions \
+         WHERE user_id IN (SELECT id FROM kavach_users WHERE stripe_customer_id IN ({customers})) \
+         OR id IN ({subscriptions}) ORDER BY id FOR UPDATE; \
+         SELECT 'l', id, state FROM kavach_stripe_events WHERE id IN ({events})"
     )
 }
 
-/// Locks `count` subscriptions (those that exist), after the users.
-pub fn mysql_lock_subscriptions(count: usize) -> String {
+/// Upserts subscriptions, each row `(id, customer_id, user_id, status, items,
+/// price_id, current_period_end, cancel_at_period_end, cancel_at, trial_end,
+/// created, last_event_created)`, with the upsert rule of `MYSQL`.
+pub fn mysql_upsert_subscriptions(rows: &[String]) -> String {
+    let values: Vec<String> = rows
+        .iter()
+        .map(|row| format!("({row}, UNIX_TIMESTAMP())"))
+        .collect();
     format!(
-        "SELECT id FROM kavach_stripe_subscriptions WHERE id IN ({}) ORDER BY id FOR UPDATE",
-        placeholders(count)
+        "INSERT INTO kavach_stripe_subscriptions (id, customer_id, user_id, status, items, \
+         price_id, current_period_end, cancel_at_period_end, cancel_at, trial_end, created, \
+         last_event_created, updated_at) VALUES {} ON DUPLICATE KEY UPDATE \
+         user_id = COALESCE(VALUES(user_id), user_id), customer_id = VALUES(customer_id), \
+         status = VALUES(status), items = VALUES(items), price_id = VALUES(price_id), \
+         current_period_end = VALUES(current_period_end), \
+         cancel_at_period_end = VALUES(cancel_at_period_end), cancel_at = VALUES(cancel_at), \
+         trial_end = VALUES(trial_end), created = VALUES(created), \
+         last_event_created = VALUES(last_event_created), updated_at = VALUES(updated_at)",
+        values.join(", ")
     )
 }
 
-fn placeholders(count: usize) -> String {
-    vec!["?"; count.max(1)].join(", ")
+/// Writes users' projections in one statement, each row `(user,
+/// subscription, status, price, period end in Unix seconds, scheduled)`.
+pub fn mysql_update_projections(rows: &[[String; 6]]) -> String {
+    let selects: Vec<String> = rows
+        .iter()
+        .enumerate()
+        .map(
+            |(i, [user, subscription, status, price, period_end, scheduled])| {
+                if i == 0 {
+                    format!(
+                        "SELECT {user} AS user_id, {subscription} AS subscription_id, \
+                     {status} AS status, {price} AS price_id, {period_end} AS period_end, \
+                     {scheduled} AS scheduled"
+                    )
+                } else {
+                    format!(
+                    "SELECT {user}, {subscription}, {status}, {price}, {period_end}, {scheduled}"
+                )
+                }
+            },
+        )
+        .collect();
+    format!(
+        "UPDATE kavach_users AS u JOIN ({}) AS p ON u.id = p.user_id \
+         SET u.stripe_subscription_id = p.subscription_id, u.stripe_subscription_status = p.status, \
+         u.stripe_price_id = p.price_id, u.stripe_current_period_end = FROM_UNIXTIME(p.period_end), \
+         u.stripe_cancel_at_period_end = p.scheduled, u.updated_at = UTC_TIMESTAMP(3)",
+        selects.join(" UNION ALL ")
+    )
+}
+
+/// Inserts ledger rows in their final state, each row `(id, type, created,
+/// state, detail, notify_user_id, lease_until, received_at, handled_at)`.
+pub fn mysql_insert_events(rows: &[String]) -> String {
+    let values: Vec<String> = rows.iter().map(|row| format!("({row})")).collect();
+    format!(
+        "INSERT INTO kavach_stripe_events \
+         (id, type, created, state, detail, notify_user_id, lease_until, received_at, handled_at) \
+         VALUES {}",
+        values.join(", ")
+    )
+}
+
+/// The batch's writes and its commit, as one multi-statement round trip; a
+/// statement that fails stops it before the commit.
+pub fn mysql_write_and_commit(statements: &[String]) -> String {
+    let mut text = statements.join("; ");
+    if !text.is_empty() {
+        text.push_str("; ");
+    }
+    text.push_str("COMMIT");
+    text
+}
+
+/// `values` (literals) as the inside of an `IN (...)` list (never empty: `NULL` matches
+/// nothing).
+pub fn mysql_in_list(values: &[String]) -> String {
+    if values.is_empty() {
+        "NULL".to_owned()
+    } else {
+        values.join(", ")
+    }
 }
 
 /// One round trip per batch on Postgres: the batch goes in as one JSON

@@ -1,9 +1,9 @@
 //! Group commit on Postgres and MySQL: one writer task per store takes the
 //! subscription events that need no Stripe fetch, up to `MAX_BATCH` at a
-//! time, and applies each batch in one transaction, each event in its own
-//! subtransaction or savepoint. On Postgres a batch is one round trip (the
-//! `kavach_stripe_apply_events` function, see `postgres_batch`); on MySQL one
-//! transaction with a round trip per statement (see `mysql_batch`).
+//! time, and applies each batch in one transaction. On Postgres a batch is
+//! one round trip (the `kavach_stripe_apply_events` function, each event in
+//! its own subtransaction, see `postgres_batch`); on MySQL two (the events
+//! applied in memory between one read and one write, see `mysql_batch`).
 //!
 //! A delivery is answered only after the commit that holds it. A batch that
 //! fails on a deadlock, a serialization failure or a lost connection is
@@ -123,6 +123,9 @@ impl ServerWriter {
     }
 }
 
+/// One batch at a time: each is a fixed handful of round trips, and events of
+/// one subscription then apply in the order they arrived (two batches in
+/// flight would race for the same rows).
 async fn run(database: ServerDatabase, mut jobs: UnboundedReceiver<Job>) {
     let mut held: Option<HeldConnection> = None;
     loop {
