@@ -138,5 +138,36 @@ for (const kind of ['postgres', 'mysql']) {
       // The writer's batch was the victim, and its retry committed.
       assert.equal(otherFailed, false)
     })
+
+    test('a user row held elsewhere for long delays only its own events', { skip: !db }, async () => {
+      const free = Array.from({ length: 10 }, (_, i) => `held_free_${i}`)
+      for (const [i, id] of free.entries()) await user(id, `cus_held_${i}`)
+      await user('held_u', 'cus_held_locked')
+      const other = kind === 'postgres' ? new pg.Client({ connectionString: POSTGRES_URL }) : await mysql.createConnection({ uri: MYSQL_URL })
+      if (kind === 'postgres') await other.connect()
+      await other.query('BEGIN')
+      await other.query("SELECT id FROM kavach_users WHERE id = 'held_u' FOR UPDATE")
+      // The app's transaction ends after 30 s at the latest; the others must be answered well before.
+      let released = false
+      const release = setTimeout(async () => { released = true; await other.query('ROLLBACK') }, 30000)
+      const locked = event('customer.subscription.updated', subscription({ id: 'sub_held_locked', customer: 'cus_held_locked' }), { created: 1760000300 })
+      const lockedAnswer = post(locked)
+      const answers = await Promise.all(free.map((_, i) => post(event('customer.subscription.updated', subscription({ id: `sub_held_${i}`, customer: `cus_held_${i}` }), { created: 1760000300 }))))
+      const answeredWhileHeld = !released
+      const stuck = await lockedAnswer
+      const stuckWhileHeld = !released
+      clearTimeout(release)
+      if (!released) await other.query('ROLLBACK')
+      await other.end()
+      assert.ok(answeredWhileHeld, 'the other users\' webhooks were answered while the row was held')
+      assert.deepEqual(answers.map((a) => a.status), Array(10).fill(200))
+      assert.ok(stuckWhileHeld, 'the held user\'s webhook gave up on the row')
+      assert.equal(stuck.status, 500)
+      assert.equal(stuck.body.code, 'database_error')
+      // Once the row is free, Stripe's retry applies it.
+      assert.equal((await post(locked)).status, 200)
+      const [row] = await db.query('SELECT stripe_subscription_id FROM kavach_users WHERE id = ?', ['held_u'])
+      assert.equal(row.stripe_subscription_id, 'sub_held_locked')
+    })
   })
 }

@@ -491,7 +491,11 @@ pub fn mysql_int(value: Option<i64>) -> String {
     value.map_or_else(|| "NULL".to_owned(), |n| n.to_string())
 }
 
-/// The batch's first round trip: begins its transaction, locks and reads
+/// The batch's first round trip: bounds its lock waits to 2 s (a row an
+/// app's own transaction holds for long must not stall every webhook behind
+/// the batch; the statements that end the batch restore the default, and a
+/// connection whose batch failed is closed), begins its transaction, locks
+/// and reads
 /// the users owning the `customers` (lists of literals), then every
 /// subscription of those users and the batch's own `subscriptions` (those
 /// that exist), then reads the ledger rows of the `events`. Users, then
@@ -503,7 +507,7 @@ pub fn mysql_int(value: Option<i64>) -> String {
 /// index makes InnoDB visit, and lock, the rows themselves.
 pub fn mysql_begin_and_read(customers: &str, subscriptions: &str, events: &str) -> String {
     format!(
-        "START TRANSACTION; \
+        "SET SESSION innodb_lock_wait_timeout = 2; START TRANSACTION; \
          SELECT 'u', id, stripe_customer_id, stripe_subscription_id, stripe_subscription_status, \
          stripe_price_id, CAST(UNIX_TIMESTAMP(stripe_current_period_end) AS SIGNED), \
          stripe_cancel_at_period_end <> 0 \
@@ -589,7 +593,8 @@ pub fn mysql_write_and_commit(statements: &[String]) -> String {
     if !text.is_empty() {
         text.push_str("; ");
     }
-    text.push_str("COMMIT");
+    // The lock wait set by `mysql_begin_and_read` is the writer's alone.
+    text.push_str("COMMIT; SET SESSION innodb_lock_wait_timeout = DEFAULT");
     text
 }
 
@@ -636,6 +641,9 @@ DECLARE
     v_last bigint;
     v_changed bigint;
 BEGIN
+    -- A row another transaction holds for long (an app's own transaction on
+    -- kavach_users) must not stall every webhook behind this batch.
+    PERFORM set_config('lock_timeout', '2s', true);
     IF p_prune_before IS NOT NULL THEN
         BEGIN
             DELETE FROM kavach_stripe_events

@@ -60,20 +60,24 @@ impl From<sqlx::Error> for BatchFailure {
     }
 }
 
-/// What retrying can fix: Postgres's 40001/40P01 (serialization, deadlock),
-/// 55P03 (lock not available), 57xxx (cancelled, terminated); MySQL's
-/// 1213 (deadlock), 1205 (lock wait timeout), 1317/1927 (interrupted,
-/// connection killed); and a connection that broke.
+/// What retrying the same batch can fix: Postgres's 40001/40P01
+/// (serialization, deadlock), 57xxx (cancelled, terminated); MySQL's 1213
+/// (deadlock), 1317/1927 (interrupted, connection killed); and a connection
+/// that broke. A lock wait that timed out (Postgres 55P03, MySQL 1205) is not:
+/// a row is held elsewhere for long, so the batch is split at once and only
+/// the events that need that row wait for it again.
 pub(super) fn is_transient(error: &sqlx::Error) -> bool {
     match error {
         sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::PoolTimedOut => true,
         sqlx::Error::Database(db) => {
             let code = db.code();
             let code = code.as_deref().unwrap_or("");
-            code.starts_with("40")
-                || code == "55P03"
-                || code.starts_with("57")
-                || matches!(code, "1213" | "1205" | "1317" | "1927")
+            // MySQL reports its errors' SQLSTATE; a lock wait timeout is HY000.
+            let number = db
+                .try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
+                .map(|e| e.number());
+            (code.starts_with("40") || code.starts_with("57"))
+                || matches!(number, Some(1213 | 1317 | 1927))
         }
         _ => false,
     }
