@@ -169,5 +169,31 @@ for (const kind of ['postgres', 'mysql']) {
       const [row] = await db.query('SELECT stripe_subscription_id FROM kavach_users WHERE id = ?', ['held_u'])
       assert.equal(row.stripe_subscription_id, 'sub_held_locked')
     })
+
+    test('a migration whose connection is killed while it waits for the lock is retried', { skip: !db }, async () => {
+      const other = kind === 'postgres' ? new pg.Client({ connectionString: POSTGRES_URL }) : await mysql.createConnection({ uri: MYSQL_URL })
+      if (kind === 'postgres') await other.connect()
+      // Hold the package's migration lock, so the next instance's migration waits on it.
+      if (kind === 'postgres') await other.query('SELECT pg_advisory_lock($1)', [BigInt('0x6b61766163685354').toString()])
+      else await other.query("SELECT GET_LOCK('kavach_stripe_migrations', 10)")
+      const starting = createHost({ database: db.config, plugins: [stripe({ secretKey: KEY, webhookSecret: SECRET })] })
+      let killed = 0
+      for (let i = 0; i < 100 && killed === 0; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 50))
+        if (kind === 'postgres') {
+          killed = (await other.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%pg_advisory_xact_lock%' AND state = 'active' AND pid <> pg_backend_pid()")).rowCount
+        } else {
+          const [rows] = await other.query("SELECT ID FROM information_schema.PROCESSLIST WHERE INFO LIKE '%GET_LOCK(?%' AND ID <> CONNECTION_ID()")
+          for (const row of rows) await other.query(`KILL CONNECTION ${Number(row.ID)}`)
+          killed = rows.length
+        }
+      }
+      assert.equal(killed, 1, 'the waiting migration was found and its connection killed')
+      if (kind === 'postgres') await other.query('SELECT pg_advisory_unlock($1)', [BigInt('0x6b61766163685354').toString()])
+      else await other.query("SELECT RELEASE_LOCK('kavach_stripe_migrations')")
+      await other.end()
+      const started = await starting
+      await started.plugins.getContext().stripe.close()
+    })
   })
 }

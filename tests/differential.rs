@@ -456,6 +456,19 @@ fn with_database(url: &str) -> String {
     }
 }
 
+/// A server database with the package's tables dropped, then migrated anew.
+async fn open_server(kind: Kind, raw: Raw, target: DatabaseTarget) -> Database {
+    raw.execute(
+        "DROP TABLE IF EXISTS kavach_stripe_subscriptions, kavach_stripe_events, \
+         kavach_stripe_checkout_sessions, kavach_stripe_customer_claims, kavach_stripe_schema, \
+         kavach_users",
+    )
+    .await;
+    let store = Store::connect(&target).await.expect("store");
+    store.migrate().await.expect("migrate");
+    Database { kind, store, raw }
+}
+
 async fn open_databases(dir: &std::path::Path) -> Vec<Database> {
     let mut databases = Vec::new();
 
@@ -493,20 +506,9 @@ async fn open_databases(dir: &std::path::Path) -> Vec<Database> {
             .expect("create the postgres database");
             admin.close().await;
             let url = with_database(&url);
-            let raw = sqlx::PgPool::connect(&url).await.expect("postgres");
-            sqlx::raw_sql("DROP TABLE IF EXISTS kavach_stripe_subscriptions, kavach_stripe_events, kavach_stripe_checkout_sessions, kavach_stripe_customer_claims, kavach_stripe_schema, kavach_users")
-                .execute(&raw)
-                .await
-                .expect("postgres reset");
-            let store = Store::connect(&DatabaseTarget::Postgres { url })
-                .await
-                .expect("postgres store");
-            store.migrate().await.expect("migrate postgres");
-            databases.push(Database {
-                kind: Kind::Postgres,
-                store,
-                raw: Raw::Postgres(raw),
-            });
+            let raw = Raw::Postgres(sqlx::PgPool::connect(&url).await.expect("postgres"));
+            let target = DatabaseTarget::Postgres { url };
+            databases.push(open_server(Kind::Postgres, raw, target).await);
         }
         None => eprintln!("differential: Postgres skipped (unreachable)"),
     }
@@ -522,20 +524,9 @@ async fn open_databases(dir: &std::path::Path) -> Vec<Database> {
             .expect("create the mysql database");
             admin.close().await;
             let url = with_database(&url);
-            let raw = sqlx::MySqlPool::connect(&url).await.expect("mysql");
-            sqlx::raw_sql("DROP TABLE IF EXISTS kavach_stripe_subscriptions, kavach_stripe_events, kavach_stripe_checkout_sessions, kavach_stripe_customer_claims, kavach_stripe_schema, kavach_users")
-                .execute(&raw)
-                .await
-                .expect("mysql reset");
-            let store = Store::connect(&DatabaseTarget::Mysql { url })
-                .await
-                .expect("mysql store");
-            store.migrate().await.expect("migrate mysql");
-            databases.push(Database {
-                kind: Kind::Mysql,
-                store,
-                raw: Raw::Mysql(raw),
-            });
+            let raw = Raw::Mysql(sqlx::MySqlPool::connect(&url).await.expect("mysql"));
+            let target = DatabaseTarget::Mysql { url };
+            databases.push(open_server(Kind::Mysql, raw, target).await);
         }
         None => eprintln!("differential: MySQL skipped (unreachable)"),
     }

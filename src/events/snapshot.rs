@@ -3,6 +3,8 @@
 
 use serde_json::Value;
 
+use super::projection::StoredSubscription;
+
 /// One subscription item, as stored.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SubscriptionItem {
@@ -152,6 +154,20 @@ impl SubscriptionSnapshot {
             }
         }
         best
+    }
+
+    /// The subscription as stored and projected (`events::projection`).
+    pub fn stored(&self) -> StoredSubscription {
+        let main = self.main_item();
+        StoredSubscription {
+            id: self.id.clone(),
+            status: self.status.clone(),
+            created: self.created,
+            price_id: main.and_then(|i| i.price.clone()),
+            current_period_end: main.and_then(|i| i.current_period_end),
+            cancel_at_period_end: self.cancel_at_period_end,
+            cancel_at: self.cancel_at,
+        }
     }
 
     /// Scheduled to cancel: `cancel_at_period_end`, or (flexible billing, from

@@ -5,6 +5,9 @@
 
 use sqlx::{Acquire, Connection, Row};
 
+use std::time::Duration;
+
+use super::server_writer::is_transient;
 use super::{DbPool, Dialect, Store, USERS_STRIPE_COLUMNS};
 use crate::error::{BillingError, BillingResult};
 
@@ -16,8 +19,32 @@ const PG_LOCK_KEY: i64 = 0x6b61_7661_6368_5354; // "kavachST"
 const MYSQL_LOCK_NAME: &str = "kavach_stripe_migrations";
 const MYSQL_LOCK_WAIT_SECS: i64 = 60;
 
-fn failed(step: &str, error: sqlx::Error) -> BillingError {
-    BillingError::Migration(format!("{step}: {error}"))
+/// Attempts of a migration that fails on a lost connection, a deadlock or a
+/// serialization failure (an app starting while its database restarts, or a
+/// pooler dropping it); anything else fails at once.
+const MIGRATION_ATTEMPTS: u32 = 3;
+const MIGRATION_RETRY_AFTER: Duration = Duration::from_millis(250);
+
+/// Why a migration attempt failed, and whether trying again may help.
+struct MigrationFailure {
+    error: BillingError,
+    transient: bool,
+}
+
+impl From<BillingError> for MigrationFailure {
+    fn from(error: BillingError) -> Self {
+        Self {
+            error,
+            transient: false,
+        }
+    }
+}
+
+fn failed(step: &str, error: sqlx::Error) -> MigrationFailure {
+    MigrationFailure {
+        transient: is_transient(&error),
+        error: BillingError::Migration(format!("{step}: {error}")),
+    }
 }
 
 /// The statements that bring the schema from `from` to `SCHEMA_VERSION`, and
@@ -48,6 +75,20 @@ fn plan(sql: &Dialect, existing_columns: &[String], from: i64) -> Vec<&'static s
 }
 
 pub(super) async fn run(store: &Store) -> BillingResult<()> {
+    let mut attempt = 1;
+    loop {
+        match run_once(store).await {
+            Ok(()) => return Ok(()),
+            Err(failure) if failure.transient && attempt < MIGRATION_ATTEMPTS => {
+                tokio::time::sleep(MIGRATION_RETRY_AFTER * attempt).await;
+                attempt += 1;
+            }
+            Err(failure) => return Err(failure.error),
+        }
+    }
+}
+
+async fn run_once(store: &Store) -> Result<(), MigrationFailure> {
     let sql = store.sql;
     match &store.pool {
         DbPool::Postgres(pool) => {
@@ -75,7 +116,8 @@ pub(super) async fn run(store: &Store) -> BillingResult<()> {
             if granted != Some(1) {
                 return Err(BillingError::Migration(format!(
                     "another process held the migration lock for {MYSQL_LOCK_WAIT_SECS}s"
-                )));
+                ))
+                .into());
             }
             let result = apply(sql, &mut *conn).await;
             let unlock = sqlx::query("SELECT RELEASE_LOCK(?)")
@@ -102,7 +144,7 @@ pub(super) async fn run(store: &Store) -> BillingResult<()> {
 
 /// Reads the current state and applies the plan on one connection (which
 /// holds the migration lock).
-async fn apply<'c, C>(sql: &Dialect, conn: &'c mut C) -> BillingResult<()>
+async fn apply<'c, C>(sql: &Dialect, conn: &'c mut C) -> Result<(), MigrationFailure>
 where
     C: Connection,
     C::Database: sqlx::database::HasStatementCache,
@@ -130,7 +172,8 @@ where
     if version > SCHEMA_VERSION {
         return Err(BillingError::Migration(format!(
             "the database has schema version {version}, newer than this kavachos-stripe ({SCHEMA_VERSION}); upgrade the package"
-        )));
+        ))
+        .into());
     }
     let columns: Vec<String> = sqlx::query(sql.users_columns)
         .persistent(false)

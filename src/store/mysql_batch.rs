@@ -215,7 +215,6 @@ fn apply_event<'a>(
         }
         EventPlan::Apply { user_id } => user_id,
     };
-    let main = snapshot.main_item();
     let items = serde_json::to_string(&snapshot.items)
         .map_err(|e| BillingError::Internal(format!("cannot encode items: {e}")))?;
     state.subscriptions.insert(
@@ -223,15 +222,7 @@ fn apply_event<'a>(
         SubscriptionRow {
             user_id: Some(user_id.clone()),
             last_event_created: Some(write.event_created),
-            stored: StoredSubscription {
-                id: snapshot.id.clone(),
-                status: snapshot.status.clone(),
-                created: snapshot.created,
-                price_id: main.and_then(|i| i.price.clone()),
-                current_period_end: main.and_then(|i| i.current_period_end),
-                cancel_at_period_end: snapshot.cancel_at_period_end,
-                cancel_at: snapshot.cancel_at,
-            },
+            stored: snapshot.stored(),
         },
     );
     // The last write of a subscription in the batch is the one stored.

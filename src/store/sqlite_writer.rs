@@ -555,16 +555,7 @@ mod tests {
                     Ordering::Stale => prop_assert_eq!(result.as_ref().ok(), Some(&WriteOutcome::Applied { changed_user: None })),
                     Ordering::Apply => {
                         prop_assert!(matches!(result, Ok(WriteOutcome::Applied { .. })), "{:?}", result);
-                        let main = snapshot.main_item();
-                        model.insert(snapshot.id.clone(), (write.event_created, StoredSubscription {
-                            id: snapshot.id.clone(),
-                            status: snapshot.status.clone(),
-                            created: snapshot.created,
-                            price_id: main.and_then(|i| i.price.clone()),
-                            current_period_end: main.and_then(|i| i.current_period_end),
-                            cancel_at_period_end: snapshot.cancel_at_period_end,
-                            cancel_at: snapshot.cancel_at,
-                        }));
+                        model.insert(snapshot.id.clone(), (write.event_created, snapshot.stored()));
                     }
                 }
             }
