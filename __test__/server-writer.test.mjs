@@ -195,5 +195,34 @@ for (const kind of ['postgres', 'mysql']) {
       const started = await starting
       await started.plugins.getContext().stripe.close()
     })
+
+    test('close() commits and answers what is queued, then new deliveries get closed', { skip: !db }, async () => {
+      const own = await createHost({ database: db.config, plugins: [stripe({ secretKey: KEY, webhookSecret: SECRET })] })
+      const ownPost = async (evt) => {
+        const body = JSON.stringify(evt)
+        const res = await own.plugins.handleRequest(new Request('http://app.test/auth/stripe/webhook', { method: 'POST', body, headers: { 'stripe-signature': signature(body, SECRET) } }))
+        return { status: res.status, body: await res.json() }
+      }
+      for (const n of [1, 2, 3, 4]) await user(`close_u${n}`, `cus_close_${n}`)
+      // Another session holds the first user's row, so the deliveries are still queued when close() starts.
+      const other = kind === 'postgres' ? new pg.Client({ connectionString: POSTGRES_URL }) : await mysql.createConnection({ uri: MYSQL_URL })
+      if (kind === 'postgres') await other.connect()
+      await other.query('BEGIN')
+      await other.query("SELECT id FROM kavach_users WHERE id = 'close_u1' FOR UPDATE")
+      const answers = [1, 2, 3, 4].map((n) => ownPost(event('customer.subscription.created', subscription({ id: `sub_close_${n}`, customer: `cus_close_${n}` }))))
+      await new Promise((resolve) => setTimeout(resolve, 100))
+      const closing = own.plugins.getContext().stripe.close()
+      await new Promise((resolve) => setTimeout(resolve, 300))
+      await other.query('ROLLBACK')
+      await other.end()
+      assert.deepEqual((await Promise.all(answers)).map((a) => a.status), [200, 200, 200, 200])
+      await closing
+      for (const n of [1, 2, 3, 4]) {
+        const [row] = await db.query('SELECT stripe_subscription_id FROM kavach_users WHERE id = ?', [`close_u${n}`])
+        assert.equal(row.stripe_subscription_id, `sub_close_${n}`)
+      }
+      const late = await ownPost(event('customer.subscription.created', subscription({ id: 'sub_close_late', customer: 'cus_close_1' })))
+      assert.deepEqual([late.status, late.body.code], [500, 'closed'])
+    })
   })
 }
