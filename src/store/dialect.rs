@@ -495,16 +495,17 @@ pub fn mysql_int(value: Option<i64>) -> String {
 /// app's own transaction holds for long must not stall every webhook behind
 /// the batch; the statements that end the batch restore the default, and a
 /// connection whose batch failed is closed), begins its transaction, locks
-/// and reads
-/// the users owning the `customers` (lists of literals), then every
-/// subscription of those users and the batch's own `subscriptions` (those
-/// that exist), then reads the ledger rows of the `events`. Users, then
-/// subscriptions, each in id order, in every batch and instance. Each row
-/// starts with a tag saying which read it belongs to: `u` (id, customer,
-/// then the projection's five columns in Rust's encoding), `s` (id, user,
-/// last event, status, created, price, period end, cancel at period end,
-/// cancel at), `l` (id, state). Reading user columns outside the customer
-/// index makes InnoDB visit, and lock, the rows themselves.
+/// and reads the users owning the `customers` (lists of literals), then the
+/// batch's own `subscriptions` (those that exist), each in id order in every
+/// batch and instance; then reads the users' other subscriptions (without a
+/// lock: every writer of a user's subscriptions holds the user's row) and
+/// the ledger rows of the `events`. Every read goes through an index (an
+/// `OR` of the two subscription reads would scan the table). Each row starts
+/// with a tag saying which read it belongs to: `u` (id, customer, then the
+/// projection's five columns in Rust's encoding), `s` (id, user, last
+/// event, status, created, price, period end, cancel at period end, cancel
+/// at), `l` (id, state). Reading user columns outside the customer index
+/// makes InnoDB visit, and lock, the rows themselves.
 pub fn mysql_begin_and_read(customers: &str, subscriptions: &str, events: &str) -> String {
     format!(
         "SET SESSION innodb_lock_wait_timeout = 2; START TRANSACTION; \
@@ -514,9 +515,11 @@ pub fn mysql_begin_and_read(customers: &str, subscriptions: &str, events: &str) 
          FROM kavach_users WHERE stripe_customer_id IN ({customers}) ORDER BY id FOR UPDATE; \
          SELECT 's', id, user_id, last_event_created, status, created, price_id, \
          current_period_end, cancel_at_period_end <> 0, cancel_at \
-         FROM kavach_stripe_subscriptions \
-         WHERE user_id IN (SELECT id FROM kavach_users WHERE stripe_customer_id IN ({customers})) \
-         OR id IN ({subscriptions}) ORDER BY id FOR UPDATE; \
+         FROM kavach_stripe_subscriptions WHERE id IN ({subscriptions}) ORDER BY id FOR UPDATE; \
+         SELECT 's', s.id, s.user_id, s.last_event_created, s.status, s.created, s.price_id, \
+         s.current_period_end, s.cancel_at_period_end <> 0, s.cancel_at \
+         FROM kavach_users AS u JOIN kavach_stripe_subscriptions AS s ON s.user_id = u.id \
+         WHERE u.stripe_customer_id IN ({customers}); \
          SELECT 'l', id, state FROM kavach_stripe_events WHERE id IN ({events})"
     )
 }
