@@ -79,8 +79,14 @@ export interface StripePluginOptions {
   webhookSecret?: string | readonly string[]
   /** Called after the user's projected subscription really changed (never for a no-op). */
   onSubscriptionChange?: (userId: string, subscription: Subscription) => Promise<void> | void
-  /** Default `https://api.stripe.com`; tests and local stand-ins point it elsewhere. */
+  /**
+   * Default `https://api.stripe.com`; tests and local stand-ins point it elsewhere. Plain `http:` is
+   * refused (`invalid_config`) unless the host is loopback (127.0.0.0/8, `::1`, `localhost`) or
+   * `allowInsecureApiBase` is set: the secret key would travel unencrypted.
+   */
   apiBase?: string
+  /** Allow a plain-`http:` `apiBase` to a host that is not loopback (a stand-in on a private network, such as a container named `stripe-mock`); default false. */
+  allowInsecureApiBase?: boolean
   /** The pinned `Stripe-Version`; default `2026-03-25.dahlia`. */
   apiVersion?: string
   /** A database of this plugin's own; overrides the kavachOS host's. */

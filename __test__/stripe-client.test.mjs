@@ -1,6 +1,7 @@
 // The Stripe client and the billing operations against a local fake Stripe:
 // exact requests, idempotency across retries, the retry policy, timeouts,
 // error mapping, and the guards of the authenticated endpoints.
+import http from 'node:http'
 import { after, before, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { createStripeBilling, StripeApiError } from '../index.js'
@@ -150,6 +151,52 @@ test('Stripe errors reach JS as StripeApiError with every field', async () => {
     )
     return true
   })
+})
+
+test('redirects are never followed: a 3xx is a StripeApiError, not retried, nothing linked; endpoints answer 502', async () => {
+  // Another origin that would receive whatever a followed redirect re-sends.
+  const elsewhere = []
+  const other = http.createServer((req, res) => {
+    const chunks = []
+    req.on('data', (c) => chunks.push(c))
+    req.on('end', () => {
+      elsewhere.push({ path: req.url, body: Buffer.concat(chunks).toString(), authorization: req.headers.authorization })
+      res.writeHead(200, { 'content-type': 'application/json' })
+      res.end(JSON.stringify({ id: 'cus_attacker', object: 'customer', url: 'https://evil.example/pay' }))
+    })
+  })
+  await new Promise((resolve) => other.listen(0, '127.0.0.1', resolve))
+  const target = `http://127.0.0.1:${other.address().port}`
+  const redirect = (status) => (req, res) => {
+    res.writeHead(status, { location: `${target}${req.url}`, 'stripe-should-retry': 'true', 'content-type': 'application/json' })
+    res.end(JSON.stringify({ error: { type: 'invalid_request_error', code: 'chosen_by_the_network', message: 'follow me' } }))
+  }
+  try {
+    const billing = await billingWith({ maxNetworkRetries: 2 })
+    const customers = since('/v1/customers')
+    fake.enqueue(redirect(307))
+    await assert.rejects(billing.createCustomer('carol', 'carol@example.com'), (error) => {
+      assert.ok(error instanceof StripeApiError)
+      assert.deepEqual({ code: error.code, type: error.type, statusCode: error.statusCode }, { code: 'stripe_api_error', type: 'api_error', statusCode: 307 })
+      return true
+    })
+    assert.equal(customers().length, 1, 'not retried, even when the 3xx says Stripe-Should-Retry: true')
+    assert.equal(await billing.getCustomerId('carol'), null, 'nothing linked')
+
+    await billing.createCustomer('dave', 'dave@example.com')
+    const sessions = since('/v1/checkout/sessions')
+    fake.enqueue(redirect(302))
+    const res = await post(billing, '/auth/stripe/checkout', { priceId: 'price_basic' }, 'dave')
+    assert.equal(res.status, 502)
+    const body = await res.json()
+    assert.equal(body.code, 'stripe_api_error')
+    assert.ok(!JSON.stringify(body).includes('evil.example'))
+    assert.equal(sessions().length, 1)
+    assert.deepEqual(elsewhere, [], 'nothing reached the other origin')
+  } finally {
+    other.closeAllConnections()
+    await new Promise((resolve) => other.close(resolve))
+  }
 })
 
 test("endpoints map Stripe's answers and never show the key", async () => {

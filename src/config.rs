@@ -5,7 +5,7 @@ use std::fmt;
 
 use crate::error::{BillingError, BillingResult};
 use crate::option_value::OptionValue;
-use crate::origin::{parse_http_url, parse_origin};
+use crate::origin::{is_loopback, parse_http_url, parse_origin};
 use crate::store::DatabaseOptions;
 
 /// The `Stripe-Version` sent on every request unless `apiVersion` says otherwise.
@@ -75,6 +75,7 @@ const PLUGIN_KEYS: &[&str] = &[
     "webhookSecret",
     "onSubscriptionChange",
     "apiBase",
+    "allowInsecureApiBase",
     "apiVersion",
     "database",
     "baseUrl",
@@ -138,6 +139,11 @@ impl BillingConfig {
             optional_function("onSubscriptionChange", get("onSubscriptionChange"))?;
         let has_auth_resolver = optional_function("auth", get("auth"))?;
 
+        let allow_insecure_api_base = match get("allowInsecureApiBase") {
+            OptionValue::Undefined => false,
+            OptionValue::Bool(flag) => *flag,
+            other => return Err(wrong_type("allowInsecureApiBase", "a boolean", other)),
+        };
         let api_base = match get("apiBase") {
             OptionValue::Undefined => DEFAULT_API_BASE.to_owned(),
             OptionValue::String(text) => {
@@ -148,6 +154,14 @@ impl BillingConfig {
                     return Err(BillingError::invalid_config(
                         "apiBase",
                         "must not carry a query or fragment",
+                    ));
+                }
+                if url.scheme() == "http" && !is_loopback(&url) && !allow_insecure_api_base {
+                    return Err(BillingError::invalid_config(
+                        "apiBase",
+                        "uses plain http to a host that is not loopback, so the secret key would \
+                         travel unencrypted; use https, or set `allowInsecureApiBase: true` for a \
+                         stand-in on a private network",
                     ));
                 }
                 url.as_str().trim_end_matches('/').to_owned()
@@ -689,6 +703,47 @@ mod tests {
             );
             assert!(msg.contains(field), "{field}: {msg}");
         }
+    }
+
+    #[test]
+    fn plain_http_api_base_only_to_loopback_unless_allowed() {
+        let with = |base: &str, allow: Option<bool>| {
+            let mut entries = vec![("secretKey", s(KEY)), ("apiBase", s(base))];
+            if let Some(flag) = allow {
+                entries.push(("allowInsecureApiBase", OptionValue::Bool(flag)));
+            }
+            BillingConfig::parse(&obj(&entries), ConfigMode::Plugin)
+        };
+        for base in [
+            "http://example.com",
+            "http://api.stripe.com",
+            "http://stripe-mock:12111",
+        ] {
+            let error = with(base, None)
+                .err()
+                .map(|e| (e.code().to_owned(), e.to_string()));
+            assert!(
+                matches!(&error, Some((code, message)) if code == "invalid_config" && message.contains("allowInsecureApiBase")),
+                "{base}: {error:?}"
+            );
+            assert!(with(base, Some(false)).is_err(), "{base}");
+            assert!(with(base, Some(true)).is_ok(), "{base}");
+        }
+        for base in [
+            "http://localhost:12111",
+            "http://127.0.0.1:12111",
+            "http://127.1.2.3/",
+            "http://[::1]:12111",
+            "https://api.stripe.com",
+            "https://example.com/stripe",
+        ] {
+            assert!(with(base, None).is_ok(), "{base}");
+        }
+        let msg = error_of(
+            obj(&[("secretKey", s(KEY)), ("allowInsecureApiBase", s("yes"))]),
+            ConfigMode::Plugin,
+        );
+        assert!(msg.contains("allowInsecureApiBase"), "{msg}");
     }
 
     #[test]

@@ -12,6 +12,19 @@ pub fn parse_http_url(input: &str) -> Option<Url> {
     }
 }
 
+/// Whether a URL's host is loopback: an IP in 127.0.0.0/8, `::1`, or the
+/// name `localhost`.
+pub fn is_loopback(url: &Url) -> bool {
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// The serialized origin of an http(s) URL, e.g. `https://app.example:8443`.
 pub fn origin_of(url: &Url) -> String {
     url.origin().ascii_serialization()
@@ -50,6 +63,29 @@ mod tests {
             parse_origin("https://a.example:443").unwrap(),
             "https://a.example"
         );
+    }
+
+    #[test]
+    fn loopback_hosts() {
+        for url in [
+            "http://localhost:1",
+            "http://LOCALHOST/",
+            "http://127.0.0.1:12111",
+            "http://127.9.8.7/",
+            "http://[::1]:8080/",
+        ] {
+            assert!(is_loopback(&Url::parse(url).unwrap()), "{url}");
+        }
+        for url in [
+            "http://example.com",
+            "http://api.stripe.com",
+            "http://128.0.0.1",
+            "http://[::2]/",
+            "http://localhost.example.com",
+            "http://stripe-mock:12111",
+        ] {
+            assert!(!is_loopback(&Url::parse(url).unwrap()), "{url}");
+        }
     }
 
     #[test]

@@ -101,6 +101,9 @@ impl StripeClient {
             })?,
         );
         let http = reqwest::Client::builder()
+            // Stripe's API never redirects: a 3xx is an answer, never a
+            // reason to re-send the form (or the key) somewhere else.
+            .redirect(reqwest::redirect::Policy::none())
             .default_headers(headers)
             .user_agent(USER_AGENT)
             .timeout(Duration::from_millis(config.timeout_ms))
@@ -181,6 +184,25 @@ impl StripeClient {
             .bytes()
             .await
             .map_err(|e| AttemptError::Transport(describe_transport_error(&e)))?;
+        if (300..400).contains(&status) {
+            // Whatever the redirect's body or headers claim, it is an API
+            // error that is not retried.
+            return Err(AttemptError::Api {
+                error: StripeApiError {
+                    status_code: status,
+                    error_type: "api_error".to_owned(),
+                    code: None,
+                    decline_code: None,
+                    param: None,
+                    message: format!(
+                        "the Stripe API answered with a redirect (HTTP {status}), which Stripe never does; it was not followed"
+                    ),
+                    request_id,
+                    retry_after: None,
+                },
+                should_retry: Some(false),
+            });
+        }
         let json: Option<Value> = serde_json::from_slice(&body).ok();
         if (200..300).contains(&status) {
             return json.ok_or_else(|| {

@@ -23,13 +23,14 @@ pub struct StripeApiError {
 impl StripeApiError {
     /// The status our endpoints answer with: the client's fault stays a 4xx;
     /// our own credentials failing is our fault (500); Stripe's limits or
-    /// outages are a 503/502.
+    /// outages, and anything that is not Stripe's answer (a redirect), are a
+    /// 503/502.
     pub fn endpoint_status(&self) -> u16 {
         match self.status_code {
             400 | 402 | 404 => self.status_code,
             401 | 403 => 500,
             429 => 503,
-            500.. => 502,
+            300..=399 | 500.. => 502,
             _ => 400,
         }
     }
