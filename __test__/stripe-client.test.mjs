@@ -226,6 +226,49 @@ test("endpoints map Stripe's answers and never show the key", async () => {
   }
 })
 
+test("Stripe's error text leaves the package with keys and secrets redacted; 401/403 stay generic for browsers", async () => {
+  const billing = await billingWith({ maxNetworkRetries: 0 })
+  await billing.createCustomer('alice', 'alice@example.com')
+  const chatty = `Echoed by a proxy: key ${KEY}, masked sk_live_****9876, restricted rk_test_AbC123, webhook ${WEBHOOK}_x`
+  for (const status of [400, 403]) {
+    fake.enqueue(stripeError(status, { type: 'invalid_request_error', message: chatty }))
+    const res = await post(billing, '/auth/stripe/portal', { returnUrl: 'https://app.example/account' })
+    const text = await res.text()
+    for (const leak of [KEY, 'SECRETKEY', 'sk_live_', 'rk_test_', 'whsec_']) assert.ok(!text.includes(leak), `${status}: ${text}`)
+    if (status === 400) assert.match(JSON.parse(text).error, /key \[redacted\], masked \[redacted\], restricted \[redacted\], webhook \[redacted\]/)
+    else assert.equal(JSON.parse(text).error, "Stripe refused this server's credentials; check the `secretKey` configuration")
+  }
+  for (const status of [400, 401, 403]) {
+    fake.enqueue(stripeError(status, { type: 'invalid_request_error', message: chatty }))
+    await assert.rejects(billing.createPortalSession('alice', 'https://app.example/x'), (error) => {
+      assert.ok(error instanceof StripeApiError)
+      for (const leak of [KEY, 'sk_live_', 'rk_test_', 'whsec_']) {
+        assert.ok(!error.message.includes(leak), error.message)
+        assert.ok(!JSON.stringify({ ...error }).includes(leak), JSON.stringify({ ...error }))
+      }
+      // The calling code keeps Stripe's (redacted) words and the request id.
+      assert.equal(error.requestId, `req_err_${status}`)
+      return true
+    })
+  }
+})
+
+test('messages repeat at most the first 100 characters of an input', async () => {
+  const billing = await billingWith()
+  const long = 'u'.repeat(10_000)
+  await assert.rejects(billing.getSubscription(long), (error) => {
+    assert.equal(error.code, 'user_not_found')
+    assert.ok(error.message.includes(`${'u'.repeat(100)}…`))
+    assert.ok(error.message.length < 200, `${error.message.length}`)
+    return true
+  })
+  const res = await billing.handleRequest(new Request('https://app.example/auth/stripe/subscription', { headers: { 'x-user': long } }))
+  const text = await res.text()
+  assert.equal(res.status, 404)
+  assert.ok(text.length < 300, `${text.length}`)
+  await assert.rejects(createStripeBilling({ secretKey: KEY, [`o${'p'.repeat(5000)}`]: 1 }), (error) => error.code === 'invalid_config' && error.message.length < 400)
+})
+
 test('concurrent checkouts for a user without a customer create exactly one customer', async () => {
   const billing = await billingWith()
   await billing.upsertUser({ id: 'frank', email: 'frank@example.com' })

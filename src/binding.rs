@@ -16,7 +16,7 @@ use napi_derive::napi;
 
 use crate::billing::{BillingService, CheckoutOptions, SubscriptionView};
 use crate::config::{BillingConfig, ConfigMode};
-use crate::error::BillingError;
+use crate::error::{redact_secrets, BillingError};
 use crate::events::SubscriptionListener;
 use crate::http::{
     self, HttpRequest, Route, WebhookBody, WebhookResponder, ENDPOINTS, MAX_JSON_BODY_BYTES,
@@ -27,15 +27,18 @@ use crate::webhook::{self, check_event};
 
 /// Maps a core error once, at the boundary.
 fn to_js(error: BillingError) -> napi::Error {
-    let mut document = serde_json::json!({ "code": error.code(), "message": error.to_string() });
+    let mut document =
+        serde_json::json!({ "code": error.code(), "message": error.public_message() });
     if let BillingError::StripeApi(details) = &error {
+        let mut details = details.as_ref().clone();
+        details.message = redact_secrets(&details.message);
         document["stripe"] = serde_json::json!(details);
     }
     napi::Error::new(napi::Status::GenericFailure, document.to_string())
 }
 
 fn coded(code: &str, message: impl Into<String>) -> napi::Error {
-    let document = serde_json::json!({ "code": code, "message": message.into() });
+    let document = serde_json::json!({ "code": code, "message": redact_secrets(&message.into()) });
     napi::Error::new(napi::Status::GenericFailure, document.to_string())
 }
 

@@ -10,7 +10,7 @@ use crate::stripe::StripeApiError;
 pub enum BillingError {
     /// An option given to `stripe()` / `createStripeBilling()` is unknown or invalid.
     /// The message names the field; it never carries a secret's value.
-    #[error("invalid kavachos-stripe option `{field}`: {reason}")]
+    #[error("invalid kavachos-stripe option `{}`: {reason}", echo(field))]
     InvalidConfig { field: String, reason: String },
 
     /// The database cannot be shared with the native side (sql.js, D1, `:memory:` from a host).
@@ -26,13 +26,13 @@ pub enum BillingError {
     #[error("this billing instance was closed; create a new one")]
     Closed,
 
-    #[error("no user with id `{0}` in kavach_users")]
+    #[error("no user with id `{}` in kavach_users", echo(.0))]
     UserNotFound(String),
 
     #[error("the user has no Stripe customer yet; create one with createCustomer first")]
     NoCustomer,
 
-    #[error("invalid argument `{name}`: {reason}")]
+    #[error("invalid argument `{}`: {reason}", echo(name))]
     InvalidArgument { name: String, reason: String },
 
     #[error("the user already has a live subscription; change plans in the billing portal")]
@@ -130,6 +130,62 @@ impl BillingError {
     }
 }
 
+impl BillingError {
+    /// The message as it may leave the package (a JS `Error`, a response
+    /// body): with anything shaped like a Stripe key or webhook secret
+    /// replaced by `[redacted]`.
+    pub fn public_message(&self) -> String {
+        redact_secrets(&self.to_string())
+    }
+}
+
+/// How much of an input a message repeats.
+pub const ECHO_MAX_CHARS: usize = 100;
+
+/// An input as a message repeats it: its first `ECHO_MAX_CHARS` characters,
+/// then `…` when there was more.
+pub fn echo(input: &str) -> String {
+    match input.char_indices().nth(ECHO_MAX_CHARS) {
+        Some((end, _)) => format!("{}…", &input[..end]),
+        None => input.to_owned(),
+    }
+}
+
+const SECRET_PREFIXES: [&str; 7] = [
+    "sk_test_", "sk_live_", "rk_test_", "rk_live_", "pk_test_", "pk_live_", "whsec_",
+];
+
+/// Replaces every token shaped like a Stripe key (`(sk|rk|pk)_(test|live)_…`)
+/// or webhook secret (`whsec_…`), masked or not (letters, digits, `*`, `_`),
+/// with `[redacted]`: Stripe's
+/// own messages name masked keys, and a stand-in or proxy may echo a whole one.
+pub fn redact_secrets(text: &str) -> String {
+    // Stripe's keys are alphanumeric; `_` too, for stand-ins' keys.
+    let is_token_char = |c: char| c.is_ascii_alphanumeric() || c == '*' || c == '_';
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    'scan: while !rest.is_empty() {
+        for prefix in SECRET_PREFIXES {
+            if let Some(after) = rest.strip_prefix(prefix) {
+                let token_len = after
+                    .find(|c: char| !is_token_char(c))
+                    .unwrap_or(after.len());
+                if token_len > 0 {
+                    out.push_str("[redacted]");
+                    rest = &after[token_len..];
+                    continue 'scan;
+                }
+            }
+        }
+        let mut chars = rest.chars();
+        if let Some(c) = chars.next() {
+            out.push(c);
+        }
+        rest = chars.as_str();
+    }
+    out
+}
+
 impl From<sqlx::Error> for BillingError {
     fn from(error: sqlx::Error) -> Self {
         match error {
@@ -140,3 +196,36 @@ impl From<sqlx::Error> for BillingError {
 }
 
 pub type BillingResult<T> = Result<T, BillingError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_redacted_wherever_they_stand() {
+        assert_eq!(
+            redact_secrets("Invalid API Key provided: sk_test_****1234"),
+            "Invalid API Key provided: [redacted]"
+        );
+        assert_eq!(
+            redact_secrets("keys rk_live_AbC9 and pk_test_x, secret whsec_abc*; sk_live_ alone"),
+            "keys [redacted] and [redacted], secret [redacted]; sk_live_ alone"
+        );
+        assert_eq!(
+            redact_secrets("ünïcødé sk_test_Zz9."),
+            "ünïcødé [redacted]."
+        );
+        assert_eq!(redact_secrets("nothing here"), "nothing here");
+    }
+
+    #[test]
+    fn echoes_are_bounded() {
+        let long = "x".repeat(10_000);
+        let message = BillingError::UserNotFound(long).to_string();
+        assert!(message.contains(&format!("{}…", "x".repeat(100))));
+        assert!(message.chars().count() < 160, "{}", message.len());
+        assert_eq!(echo("short"), "short");
+        assert_eq!(echo(&"é".repeat(101)), format!("{}…", "é".repeat(100)));
+        assert_eq!(echo(&"é".repeat(100)), "é".repeat(100));
+    }
+}

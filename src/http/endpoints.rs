@@ -70,7 +70,13 @@ impl HttpReply {
                 "The billing database is unavailable".to_owned()
             }
             BillingError::Internal(_) => INTERNAL_ERROR_MESSAGE.to_owned(),
-            other => other.to_string(),
+            // Our credentials failing is the server's business; the calling
+            // code gets Stripe's (redacted) message and request id.
+            BillingError::StripeApi(stripe) if matches!(stripe.status_code, 401 | 403) => {
+                "Stripe refused this server's credentials; check the `secretKey` configuration"
+                    .to_owned()
+            }
+            other => other.public_message(),
         };
         let mut body = json!({ "error": message, "code": error.code() });
         let mut reply_headers = Vec::new();
