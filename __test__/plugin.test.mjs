@@ -6,6 +6,7 @@ import { stripe } from '../index.js'
 import { createHost } from './helpers/host.mjs'
 import { startFakeStripe } from './helpers/fake-stripe.mjs'
 import { DATABASE_KINDS, openDatabase } from './helpers/databases.mjs'
+import { event, signature, subscription } from './helpers/events.mjs'
 
 const SECRET_KEY = 'sk_test_plugin_0123456789'
 const EXPECTED_TYPES = {
@@ -82,7 +83,7 @@ for (const kind of DATABASE_KINDS) {
     test('migrations are idempotent and safe when several instances start at once', { skip: !db }, async () => {
       await Promise.all([host(), host(), host()])
       const versions = await db.query('SELECT version FROM kavach_stripe_schema')
-      assert.deepEqual(versions.map((v) => Number(v.version)), [2])
+      assert.deepEqual(versions.map((v) => Number(v.version)), [3])
       for (const table of ['kavach_stripe_subscriptions', 'kavach_stripe_events', 'kavach_stripe_checkout_sessions']) {
         assert.deepEqual(await db.query(`SELECT COUNT(*) AS n FROM ${table}`).then((r) => Number(r[0].n)), 0, table)
       }
@@ -187,6 +188,27 @@ for (const kind of DATABASE_KINDS) {
       const api = h.plugins.getContext().stripe
       await api.close()
       await assert.rejects(api.getSubscription('enc1'), { code: 'closed' })
+    })
+
+    test('ids with NUL: the same answers on every database, never a 5xx', { skip: !db }, async () => {
+      const h = await host({ getUser: async () => ({ id: 'nul\u0000user' }) })
+      const api = h.plugins.getContext().stripe
+      await db.insertUser('nul_ok', 'nul_ok@example.com')
+      for (const call of [() => api.getSubscription('nul\u0000user'), () => api.getCustomerId('a\u0000'), () => api.createCheckoutSession('a\u0000b', 'price_basic', { successUrl: 'https://app.example/s', cancelUrl: 'https://app.example/c' }), () => api.createCustomer('x\u0000', 'x@example.com')]) {
+        await assert.rejects(call(), (error) => error.code === 'user_not_found')
+      }
+      const res = await h.plugins.handleRequest(new Request('http://app.test/api/kavach/auth/stripe/subscription'), '/api/kavach')
+      assert.equal(res.status, 404)
+      assert.equal((await res.json()).code, 'user_not_found')
+      const body = JSON.stringify(event('customer.subscription.updated', subscription({ id: 'sub_nul\u0000', customer: 'cus_nul' })))
+      assert.ok(body.includes('\\u0000'))
+      const hook = await h.plugins.handleRequest(new Request('http://app.test/api/kavach/auth/stripe/webhook', { method: 'POST', body, headers: { 'stripe-signature': signature(body, 'whsec_plugin_test') } }), '/api/kavach')
+      assert.equal(hook.status, 400)
+      assert.equal((await hook.json()).code, 'payload_invalid')
+      // A literal backslash before "u0000" is not a NUL.
+      const literal = JSON.stringify(event('customer.subscription.updated', subscription({ id: 'sub_nul_ok', customer: 'cus_nul_none', price: 'price_\\u0000' })))
+      const ok = await h.plugins.handleRequest(new Request('http://app.test/api/kavach/auth/stripe/webhook', { method: 'POST', body: literal, headers: { 'stripe-signature': signature(literal, 'whsec_plugin_test') } }), '/api/kavach')
+      assert.notEqual(ok.status, 400)
     })
   })
 }

@@ -224,5 +224,22 @@ for (const kind of ['postgres', 'mysql']) {
       const late = await ownPost(event('customer.subscription.created', subscription({ id: 'sub_close_late', customer: 'cus_close_1' })))
       assert.deepEqual([late.status, late.body.code], [500, 'closed'])
     })
+
+    test('ids that differ only in case are different ids (Stripe ids are case-sensitive)', { skip: !db }, async () => {
+      await user('case_u', 'cus_case_A')
+      const first = event('customer.subscription.created', subscription({ id: 'sub_case_X', customer: 'cus_case_A', price: 'price_upper' }), { created: 1760000400, id: 'evt_case_Ab' })
+      const second = event('customer.subscription.created', subscription({ id: 'sub_case_x', customer: 'cus_case_A', price: 'price_lower', created: 1700000001 }), { created: 1760000401, id: 'evt_case_aB' })
+      assert.deepEqual((await post(first)).body.duplicate, undefined)
+      assert.deepEqual((await post(second)).body.duplicate, undefined, 'evt_case_aB is not evt_case_Ab')
+      const rows = await db.query("SELECT id, price_id FROM kavach_stripe_subscriptions WHERE user_id = 'case_u' ORDER BY price_id")
+      assert.deepEqual(rows.map((r) => [r.id, r.price_id]), [['sub_case_x', 'price_lower'], ['sub_case_X', 'price_upper']])
+      const ledger = await db.query("SELECT id FROM kavach_stripe_events WHERE id IN ('evt_case_Ab', 'evt_case_aB') ORDER BY id")
+      assert.equal(ledger.length, 2)
+      // customer.deleted for cus_case_a is not about cus_case_A.
+      const deleted = await post(event('customer.deleted', { id: 'cus_case_a', object: 'customer' }, { created: 1760000402 }))
+      assert.equal(deleted.status, 200)
+      const [linked] = await db.query('SELECT stripe_customer_id FROM kavach_users WHERE id = ?', ['case_u'])
+      assert.equal(linked.stripe_customer_id, 'cus_case_A')
+    })
   })
 }

@@ -68,3 +68,11 @@ test('a webhook without a configured secret is rejected', async () => {
   assert.equal(res.status, 400)
   assert.equal((await res.json()).code, 'secret_not_configured')
 })
+
+test('upsertUser refuses NUL in the id, email or name (no database stores it) and writes nothing', async () => {
+  for (const user of [{ id: 'nul\u0000id', email: 'n@example.com' }, { id: 'nul_email', email: 'n\u0000@example.com' }, { id: 'nul_name', email: 'n@example.com', name: 'N\u0000' }]) {
+    await assert.rejects(billing.upsertUser(user), (error) => error.code === 'invalid_argument')
+  }
+  await assert.rejects(billing.getSubscription('nul_email'), (error) => error.code === 'user_not_found')
+  await assert.rejects(billing.getSubscription('nul_name'), (error) => error.code === 'user_not_found')
+})

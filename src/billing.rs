@@ -126,8 +126,10 @@ impl BillingService {
 
     async fn user(&self, user_id: &str) -> BillingResult<UserRecord> {
         self.ensure_open()?;
-        if user_id.is_empty() {
-            return Err(BillingError::UserNotFound(String::new()));
+        // No database stores text with a NUL (Postgres refuses it outright):
+        // such a user cannot exist, on any of them.
+        if user_id.is_empty() || user_id.contains('\0') {
+            return Err(BillingError::UserNotFound(user_id.replace('\0', "\\0")));
         }
         self.store
             .find_user(user_id)
@@ -355,16 +357,26 @@ impl BillingService {
         name: Option<&str>,
     ) -> BillingResult<()> {
         self.ensure_open()?;
-        if user_id.is_empty() || user_id.len() > 255 {
+        if user_id.is_empty() || user_id.len() > 255 || user_id.contains('\0') {
             return Err(BillingError::invalid_argument(
                 "id",
-                "must be 1 to 255 characters",
+                "must be 1 to 255 characters, without NUL",
             ));
         }
-        if email.trim().is_empty() || !email.contains('@') || email.len() > 255 {
+        if email.trim().is_empty()
+            || !email.contains('@')
+            || email.len() > 255
+            || email.contains('\0')
+        {
             return Err(BillingError::invalid_argument(
                 "email",
                 "must be an email address",
+            ));
+        }
+        if name.is_some_and(|name| name.contains('\0')) {
+            return Err(BillingError::invalid_argument(
+                "name",
+                "must not contain NUL",
             ));
         }
         self.store.upsert_user(user_id, email, name).await
@@ -394,6 +406,12 @@ impl BillingService {
     pub fn receive_event(self: &Arc<Self>, payload: &[u8], reply: EventReply) {
         if let Err(error) = self.ensure_open() {
             return reply(Err(error));
+        }
+        if carries_nul_text(payload) {
+            // Not storable anywhere; a 5xx would have Stripe retry for days.
+            return reply(Err(BillingError::PayloadInvalid(
+                "the event carries text with a NUL character, which no database stores".into(),
+            )));
         }
         if let Some(event) = read_subscription_event(payload) {
             let writer = self.store.batch_writer();
@@ -594,6 +612,28 @@ fn string_field(object: &Value, name: &str) -> BillingResult<String> {
     object
         .get(name)
         .and_then(Value::as_str)
+        .filter(|value| !value.contains('\0'))
         .map(str::to_owned)
         .ok_or_else(|| BillingError::StripeUnreachable(format!("Stripe's answer lacks `{name}`")))
+}
+
+/// Whether a JSON payload has a string holding NUL. JSON can only write NUL
+/// escaped, so payloads without `\u0000` are passed at once; a payload with it
+/// is parsed to tell a real NUL from an escaped backslash before `u0000`.
+fn carries_nul_text(payload: &[u8]) -> bool {
+    const ESCAPED_NUL: &[u8] = b"\\u0000";
+    if !payload.windows(ESCAPED_NUL.len()).any(|w| w == ESCAPED_NUL) {
+        return false;
+    }
+    fn has_nul(value: &Value) -> bool {
+        match value {
+            Value::String(text) => text.contains('\0'),
+            Value::Array(items) => items.iter().any(has_nul),
+            Value::Object(map) => map
+                .iter()
+                .any(|(key, value)| key.contains('\0') || has_nul(value)),
+            _ => false,
+        }
+    }
+    serde_json::from_slice::<Value>(payload).is_ok_and(|value| has_nul(&value))
 }

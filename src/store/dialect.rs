@@ -26,6 +26,9 @@ pub struct Dialect {
     /// Schema version 2: what the batch writer needs on the server (the
     /// Postgres batch function; nothing on MySQL and SQLite).
     pub migration_v2: &'static [&'static str],
+    /// Schema version 3: Stripe and event ids compare exactly (MySQL's
+    /// default collation is case-insensitive; nothing on the others).
+    pub migration_v3: &'static [&'static str],
 
     pub select_user: &'static str,
     pub link_customer: &'static str,
@@ -142,6 +145,7 @@ pub static POSTGRES: Dialect = Dialect {
         )",
     ],
     migration_v2: &[POSTGRES_APPLY_EVENTS_FUNCTION],
+    migration_v3: &[],
     select_user: "SELECT id, email, name, stripe_customer_id, stripe_subscription_id, \
         stripe_subscription_status, stripe_price_id, \
         CAST(EXTRACT(EPOCH FROM stripe_current_period_end) AS BIGINT), \
@@ -161,8 +165,8 @@ pub static POSTGRES: Dialect = Dialect {
     release_event: "DELETE FROM kavach_stripe_events WHERE id = $1 AND state = 'processing'",
     mark_notified: "UPDATE kavach_stripe_events SET state = 'done', notify_user_id = NULL WHERE id = $1 AND state = 'notify'",
     checkout_session_user: "SELECT user_id FROM kavach_stripe_checkout_sessions WHERE id = $1",
-    user_by_customer: "SELECT id FROM kavach_users WHERE stripe_customer_id = $1",
-    unlink_customer: "UPDATE kavach_users SET stripe_customer_id = NULL, updated_at = now() WHERE stripe_customer_id = $1",
+    user_by_customer: "SELECT id, stripe_customer_id FROM kavach_users WHERE stripe_customer_id = $1",
+    unlink_customer: "UPDATE kavach_users SET stripe_customer_id = NULL, updated_at = now() WHERE id = $1 AND stripe_customer_id = $2",
     lock_user: "SELECT id FROM kavach_users WHERE id = $1 FOR UPDATE",
     select_subscription: "SELECT user_id, status, last_event_created FROM kavach_stripe_subscriptions WHERE id = $1",
     lock_subscription: "SELECT user_id, status, last_event_created FROM kavach_stripe_subscriptions WHERE id = $1 FOR UPDATE",
@@ -251,13 +255,25 @@ pub static MYSQL: Dialect = Dialect {
         ) DEFAULT CHARSET = utf8mb4",
     ],
     migration_v2: &[],
+    // Each ALTER copies its table once. Idempotent: MODIFY to the same
+    // definition changes nothing.
+    migration_v3: &[
+        "ALTER TABLE kavach_stripe_subscriptions \
+            MODIFY id VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL, \
+            MODIFY customer_id VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL, \
+            MODIFY price_id VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin",
+        "ALTER TABLE kavach_stripe_events \
+            MODIFY id VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL",
+        "ALTER TABLE kavach_stripe_checkout_sessions \
+            MODIFY id VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL",
+    ],
     select_user: "SELECT id, email, name, stripe_customer_id, stripe_subscription_id, \
         stripe_subscription_status, stripe_price_id, \
         CAST(UNIX_TIMESTAMP(stripe_current_period_end) AS SIGNED), \
         stripe_cancel_at_period_end \
         FROM kavach_users WHERE id = ?",
     link_customer: "UPDATE kavach_users SET stripe_customer_id = ?, updated_at = UTC_TIMESTAMP(3) \
-        WHERE id = ? AND (stripe_customer_id IS NULL OR stripe_customer_id = ?)",
+        WHERE id = ? AND (stripe_customer_id IS NULL OR BINARY stripe_customer_id = ?)",
     upsert_user: "INSERT INTO kavach_users (id, email, name, created_at, updated_at) \
         VALUES (?, ?, ?, UTC_TIMESTAMP(3), UTC_TIMESTAMP(3)) \
         ON DUPLICATE KEY UPDATE email = VALUES(email), name = VALUES(name), updated_at = UTC_TIMESTAMP(3)",
@@ -272,8 +288,9 @@ pub static MYSQL: Dialect = Dialect {
     release_event: "DELETE FROM kavach_stripe_events WHERE id = ? AND state = 'processing'",
     mark_notified: "UPDATE kavach_stripe_events SET state = 'done', notify_user_id = NULL WHERE id = ? AND state = 'notify'",
     checkout_session_user: "SELECT user_id FROM kavach_stripe_checkout_sessions WHERE id = ?",
-    user_by_customer: "SELECT id FROM kavach_users WHERE stripe_customer_id = ?",
-    unlink_customer: "UPDATE kavach_users SET stripe_customer_id = NULL, updated_at = UTC_TIMESTAMP(3) WHERE stripe_customer_id = ?",
+    user_by_customer: "SELECT id, stripe_customer_id FROM kavach_users WHERE stripe_customer_id = ?",
+    // The host's column may compare case-insensitively; Stripe ids do not.
+    unlink_customer: "UPDATE kavach_users SET stripe_customer_id = NULL, updated_at = UTC_TIMESTAMP(3) WHERE id = ? AND BINARY stripe_customer_id = ?",
     lock_user: "SELECT id FROM kavach_users WHERE id = ? FOR UPDATE",
     select_subscription: "SELECT user_id, status, last_event_created FROM kavach_stripe_subscriptions WHERE id = ?",
     lock_subscription: "SELECT user_id, status, last_event_created FROM kavach_stripe_subscriptions WHERE id = ? FOR UPDATE",
@@ -362,6 +379,7 @@ pub static SQLITE: Dialect = Dialect {
         )",
     ],
     migration_v2: &[],
+    migration_v3: &[],
     select_user: "SELECT id, email, name, stripe_customer_id, stripe_subscription_id, \
         stripe_subscription_status, stripe_price_id, stripe_current_period_end, \
         stripe_cancel_at_period_end \
@@ -380,8 +398,8 @@ pub static SQLITE: Dialect = Dialect {
     release_event: "DELETE FROM kavach_stripe_events WHERE id = ? AND state = 'processing'",
     mark_notified: "UPDATE kavach_stripe_events SET state = 'done', notify_user_id = NULL WHERE id = ? AND state = 'notify'",
     checkout_session_user: "SELECT user_id FROM kavach_stripe_checkout_sessions WHERE id = ?",
-    user_by_customer: "SELECT id FROM kavach_users WHERE stripe_customer_id = ?",
-    unlink_customer: "UPDATE kavach_users SET stripe_customer_id = NULL, updated_at = unixepoch() WHERE stripe_customer_id = ?",
+    user_by_customer: "SELECT id, stripe_customer_id FROM kavach_users WHERE stripe_customer_id = ?",
+    unlink_customer: "UPDATE kavach_users SET stripe_customer_id = NULL, updated_at = unixepoch() WHERE id = ? AND stripe_customer_id = ?",
     lock_user: "SELECT id FROM kavach_users WHERE id = ?",
     select_subscription: "SELECT user_id, status, last_event_created FROM kavach_stripe_subscriptions WHERE id = ?",
     lock_subscription: "SELECT user_id, status, last_event_created FROM kavach_stripe_subscriptions WHERE id = ?",
@@ -512,14 +530,15 @@ pub fn mysql_begin_and_read(customers: &str, subscriptions: &str, events: &str) 
          SELECT 'u', id, stripe_customer_id, stripe_subscription_id, stripe_subscription_status, \
          stripe_price_id, CAST(UNIX_TIMESTAMP(stripe_current_period_end) AS SIGNED), \
          stripe_cancel_at_period_end <> 0 \
-         FROM kavach_users WHERE stripe_customer_id IN ({customers}) ORDER BY id FOR UPDATE; \
+         FROM kavach_users WHERE stripe_customer_id IN ({customers}) \
+         AND BINARY stripe_customer_id IN ({customers}) ORDER BY id FOR UPDATE; \
          SELECT 's', id, user_id, last_event_created, status, created, price_id, \
          current_period_end, cancel_at_period_end <> 0, cancel_at \
          FROM kavach_stripe_subscriptions WHERE id IN ({subscriptions}) ORDER BY id FOR UPDATE; \
          SELECT 's', s.id, s.user_id, s.last_event_created, s.status, s.created, s.price_id, \
          s.current_period_end, s.cancel_at_period_end <> 0, s.cancel_at \
          FROM kavach_users AS u JOIN kavach_stripe_subscriptions AS s ON s.user_id = u.id \
-         WHERE u.stripe_customer_id IN ({customers}); \
+         WHERE u.stripe_customer_id IN ({customers}) AND BINARY u.stripe_customer_id IN ({customers}); \
          SELECT 'l', id, state FROM kavach_stripe_events WHERE id IN ({events})"
     )
 }

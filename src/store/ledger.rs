@@ -170,16 +170,27 @@ impl Store {
                 .bind(customer_id)
                 .fetch_optional(pool)
                 .await?
-                .map(|row| row.try_get::<String, _>(0))
+                .map(|row| -> Result<(String, String), sqlx::Error> { Ok((row.try_get(0)?, row.try_get(1)?)) })
                 .transpose()?
         });
-        Ok(user)
+        // Stripe ids are case-sensitive; the host's column may not be (MySQL's
+        // default collation): only the exact customer counts.
+        Ok(user
+            .filter(|(_, linked)| linked == customer_id)
+            .map(|(id, _)| id))
     }
 
     /// `customer.deleted`: the customer no longer belongs to anyone.
     pub async fn unlink_customer(&self, customer_id: &str) -> BillingResult<()> {
+        let Some(user_id) = self.user_by_customer(customer_id).await? else {
+            return Ok(());
+        };
         dispatch!(self, pool => {
-            sqlx::query(self.sql.unlink_customer).bind(customer_id).execute(pool).await?;
+            sqlx::query(self.sql.unlink_customer)
+                .bind(&user_id)
+                .bind(customer_id)
+                .execute(pool)
+                .await?;
         });
         Ok(())
     }

@@ -12,7 +12,7 @@ use super::{DbPool, Dialect, Store, USERS_STRIPE_COLUMNS};
 use crate::error::{BillingError, BillingResult};
 
 /// The schema version this build of the package writes.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// Any fixed 64-bit key; it names this package's migration lock on Postgres.
 const PG_LOCK_KEY: i64 = 0x6b61_7661_6368_5354; // "kavachST"
@@ -70,6 +70,9 @@ fn plan(sql: &Dialect, existing_columns: &[String], from: i64) -> Vec<&'static s
     }
     if from < 2 {
         statements.extend_from_slice(sql.migration_v2);
+    }
+    if from < 3 {
+        statements.extend_from_slice(sql.migration_v3);
     }
     statements
 }
