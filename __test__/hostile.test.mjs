@@ -94,6 +94,9 @@ const catalogue = () => [
   ['subscription: no user', request('/auth/stripe/subscription', { method: 'GET', user: null }), 401, 'unauthenticated'],
   ['subscription: a user id carrying SQL', request('/auth/stripe/subscription', { method: 'GET', user: "alice' OR '1'='1" }), 404, 'user_not_found'],
   ['subscription: a non-ASCII user id', request('/auth/stripe/subscription', { method: 'GET', user: 'üsér\u00ff' }), 404, 'user_not_found'],
+  ['subscription: a 10,000-character user id (the message repeats 100)', request('/auth/stripe/subscription', { method: 'GET', user: 'u'.repeat(10000) }), 404, 'user_not_found'],
+  ['checkout: a 10,000-character user id', checkout({ priceId: 'price_basic' }, 'u'.repeat(10000)), 404, 'user_not_found'],
+  ['webhook: ids carrying NUL, signed', signed(JSON.stringify(event('customer.subscription.updated', subscription({ id: 'sub_\u0000', customer: 'cus_\u0000alice' })))), 400, 'payload_invalid'],
 ]
 
 function snapshot() {
@@ -149,6 +152,7 @@ for (const [name, req, status, code] of cases) {
       assert.equal(body.code, code, text)
       assert.equal(typeof body.error, 'string')
       assert.ok(!text.includes(KEY) && !text.includes(SECRET), 'no secret in the answer')
+      assert.ok(text.length < 1000, `a bounded answer (${text.length} bytes)`)
     }
     assert.equal(snapshot(), before, 'nothing was written')
     const next = await billing.handleRequest(request('/auth/stripe/subscription', { method: 'GET' }), '/api')
