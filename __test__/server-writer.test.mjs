@@ -73,12 +73,15 @@ for (const kind of ['postgres', 'mysql']) {
           events.push(event('customer.subscription.updated', subscription({ id: `sub_batch_${u}`, customer: `cus_batch_${u}`, price: `price_${k}`, periodEnd: 1900000000 + k }), { created: 1760000100 + k, id: `evt_batch_${u}_${k}` }))
         }
       }
-      // Refused by the database: a NUL in text (Postgres) or a price id over VARCHAR(255) (MySQL's
-      // strict mode), on a subscription of its own (so no later event of the batch supersedes it).
+      // Refused by the database, on a subscription of its own (so no later event of the batch
+      // supersedes it): a period end beyond Postgres's timestamps (on the projection it wins), or a
+      // price id over VARCHAR(255) (MySQL's strict mode).
       const refused = events[23]
-      if (kind === 'postgres') refused.data.object.id = 'sub_batch_\u0000'
-      else {
-        refused.data.object.id = 'sub_batch_refused'
+      refused.data.object.id = 'sub_batch_refused'
+      if (kind === 'postgres') {
+        refused.data.object.created = 1800000000
+        refused.data.object.items.data[0].current_period_end = 9000000000000000
+      } else {
         refused.data.object.items.data[0].price.id = `price_${'x'.repeat(300)}`
       }
       const answers = await Promise.all(events.map(post))

@@ -622,7 +622,18 @@ fn string_field(object: &Value, name: &str) -> BillingResult<String> {
 /// is parsed to tell a real NUL from an escaped backslash before `u0000`.
 fn carries_nul_text(payload: &[u8]) -> bool {
     const ESCAPED_NUL: &[u8] = b"\\u0000";
-    if !payload.windows(ESCAPED_NUL.len()).any(|w| w == ESCAPED_NUL) {
+    let mut from = 0;
+    let mut escaped_nul = false;
+    // Backslashes are rare in events: jump from one to the next.
+    while let Some(offset) = payload[from..].iter().position(|&b| b == b'\\') {
+        let at = from + offset;
+        if payload[at..].starts_with(ESCAPED_NUL) {
+            escaped_nul = true;
+            break;
+        }
+        from = at + 1;
+    }
+    if !escaped_nul {
         return false;
     }
     fn has_nul(value: &Value) -> bool {
@@ -636,4 +647,22 @@ fn carries_nul_text(payload: &[u8]) -> bool {
         }
     }
     serde_json::from_slice::<Value>(payload).is_ok_and(|value| has_nul(&value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::carries_nul_text;
+
+    #[test]
+    fn nul_text_is_found_wherever_it_is_and_only_there() {
+        assert!(carries_nul_text(br#"{"id":"evt_\u0000"}"#));
+        assert!(carries_nul_text(br#"{"a":[1,{"b":"x\u0000y"}]}"#));
+        assert!(carries_nul_text(br#"{"k\u0000":1}"#));
+        assert!(
+            !carries_nul_text(br#"{"id":"evt_\\u0000"}"#),
+            "an escaped backslash"
+        );
+        assert!(!carries_nul_text(br#"{"id":"evt_1","path":"a\/b"}"#));
+        assert!(!carries_nul_text(b"not json \\u0000"));
+    }
 }
