@@ -1,8 +1,9 @@
 //! One batch on MySQL/MariaDB: one transaction of two round trips, whatever
-//! the batch's size. The batch's users, then its users' and its own
-//! subscriptions, are locked and read up front (in id order, so concurrent
-//! batches cannot deadlock on them) and the ledger rows of its events are
-//! read, all in one multi-statement; Rust then applies the events one by one
+//! the batch's size. The batch's users, then its own subscriptions, are
+//! locked and read up front (in id order, so concurrent batches cannot
+//! deadlock on them); the users' other subscriptions and the ledger rows of
+//! its events are read, all in one multi-statement. Rust then applies the
+//! events one by one
 //! in memory with the same rules as everywhere else (`plan_event`,
 //! `events::project`), and what changed is written back (the subscriptions,
 //! the users' projections, the ledger rows) together with the commit, as
