@@ -1,7 +1,10 @@
 //! What the batch writers (`sqlite_writer`, `server_writer`) take and answer:
 //! a subscription event that needs no Stripe fetch, and what was done with it.
 
+use std::sync::Mutex;
 use std::time::Duration;
+
+use tokio::sync::watch;
 
 use super::EventState;
 use crate::error::{BillingError, BillingResult};
@@ -78,6 +81,67 @@ impl Drop for Job {
                 "the batch writer stopped before this event was written".into(),
             )));
         }
+    }
+}
+
+/// The channel a writer takes its jobs from, on either side of the
+/// thread/task divide (SQLite's writer is a thread, the servers' a task).
+pub(super) trait JobSender: Send {
+    /// Hands the job over; gives it back when the writer has stopped.
+    fn send_job(&self, job: Job) -> Option<Job>;
+}
+
+impl JobSender for std::sync::mpsc::Sender<Job> {
+    fn send_job(&self, job: Job) -> Option<Job> {
+        self.send(job).err().map(|error| error.0)
+    }
+}
+
+impl JobSender for tokio::sync::mpsc::UnboundedSender<Job> {
+    fn send_job(&self, job: Job) -> Option<Job> {
+        self.send(job).err().map(|error| error.0)
+    }
+}
+
+/// A writer's front door: takes jobs until closed, then waits for the
+/// writer to drain them. Both writers keep one.
+pub(super) struct JobIntake<S> {
+    jobs: Mutex<Option<S>>,
+    stopped: watch::Receiver<bool>,
+}
+
+impl<S: JobSender> JobIntake<S> {
+    /// The intake, and what the writer sends `true` on once it has stopped.
+    pub fn new(sender: S) -> (Self, watch::Sender<bool>) {
+        let (stopped_tx, stopped) = watch::channel(false);
+        let intake = Self {
+            jobs: Mutex::new(Some(sender)),
+            stopped,
+        };
+        (intake, stopped_tx)
+    }
+
+    /// Queues an event; `reply` is called once, after the commit that holds
+    /// it (or with `closed` when the writer no longer takes work).
+    pub fn submit(&self, write: SubscriptionEventWrite, reply: WriteReply) {
+        let job = Job::new(write, reply);
+        let jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
+        let refused = match jobs.as_ref() {
+            Some(sender) => sender.send_job(job),
+            None => Some(job),
+        };
+        if let Some(job) = refused {
+            job.answer(Err(BillingError::Closed));
+        }
+    }
+
+    /// Stops taking work, then waits (at most `CLOSE_DRAIN_TIMEOUT`) until
+    /// the writer has answered what was queued and stopped.
+    pub async fn close(&self) {
+        // Dropping the sender lets the writer drain the queue, then stop.
+        drop(self.jobs.lock().unwrap_or_else(|e| e.into_inner()).take());
+        let mut stopped = self.stopped.clone();
+        let _ = tokio::time::timeout(CLOSE_DRAIN_TIMEOUT, stopped.wait_for(|done| *done)).await;
     }
 }
 

@@ -24,7 +24,7 @@ use sqlx::sqlite::{
 use sqlx::Row;
 
 pub use dialect::{Dialect, USERS_STRIPE_COLUMNS};
-pub use event_write::{SubscriptionEventWrite, WriteOutcome, WriteReply, MAX_BATCH};
+pub use event_write::{SubscriptionEventWrite, WriteOutcome, WriteReply};
 pub use server_writer::{ServerDatabase, ServerWriter};
 pub use sqlite_writer::SqliteWriter;
 pub use target::{DatabaseOptions, DatabaseSource, DatabaseTarget, Provider};

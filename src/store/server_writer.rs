@@ -11,7 +11,6 @@
 //! bounded number of times; then, as for any other batch failure, each event
 //! is tried alone, so only an event that fails by itself answers an error.
 
-use std::sync::Mutex;
 use std::time::Duration;
 
 use sqlx::mysql::{MySql, MySqlPool};
@@ -21,7 +20,7 @@ use tokio::runtime::Handle;
 use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
 
 use super::event_write::{
-    same_error, Job, SubscriptionEventWrite, WriteReply, CLOSE_DRAIN_TIMEOUT, MAX_BATCH,
+    same_error, Job, JobIntake, SubscriptionEventWrite, WriteReply, MAX_BATCH,
 };
 use super::{mysql_batch, postgres_batch};
 use crate::error::BillingError;
@@ -85,45 +84,30 @@ pub(super) fn is_transient(error: &sqlx::Error) -> bool {
 
 /// The handle the store keeps; the task does the work.
 pub struct ServerWriter {
-    jobs: Mutex<Option<UnboundedSender<Job>>>,
-    stopped: tokio::sync::watch::Receiver<bool>,
+    intake: JobIntake<UnboundedSender<Job>>,
 }
 
 impl ServerWriter {
     pub fn start(database: ServerDatabase, runtime: &Handle) -> Self {
         let (jobs, receiver) = mpsc::unbounded_channel();
-        let (stopped_tx, stopped) = tokio::sync::watch::channel(false);
+        let (intake, stopped) = JobIntake::new(jobs);
         runtime.spawn(async move {
             run(database, receiver).await;
-            let _ = stopped_tx.send(true);
+            let _ = stopped.send(true);
         });
-        Self {
-            jobs: Mutex::new(Some(jobs)),
-            stopped,
-        }
+        Self { intake }
     }
 
     /// Queues an event; `reply` is called once, after the commit that holds it
     /// (or with `closed` when the writer no longer takes work).
     pub fn submit(&self, write: SubscriptionEventWrite, reply: WriteReply) {
-        let job = Job::new(write, reply);
-        let jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
-        match jobs.as_ref() {
-            Some(sender) => {
-                if let Err(mpsc::error::SendError(job)) = sender.send(job) {
-                    job.answer(Err(BillingError::Closed));
-                }
-            }
-            None => job.answer(Err(BillingError::Closed)),
-        }
+        self.intake.submit(write, reply);
     }
 
     /// Stops taking work, then waits (at most `CLOSE_DRAIN_TIMEOUT`) until
     /// what was queued is committed and answered.
     pub async fn close(&self) {
-        drop(self.jobs.lock().unwrap_or_else(|e| e.into_inner()).take());
-        let mut stopped = self.stopped.clone();
-        let _ = tokio::time::timeout(CLOSE_DRAIN_TIMEOUT, stopped.wait_for(|done| *done)).await;
+        self.intake.close().await;
     }
 }
 

@@ -16,7 +16,7 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sqlx::sqlite::SqlitePool;
@@ -24,8 +24,8 @@ use tokio::runtime::Handle;
 
 use super::dialect::{WriterSql, SQLITE_WRITER};
 use super::event_write::{
-    plan_event, same_error, EventPlan, Job, LedgerRecord, SubscriptionEventWrite, WriteOutcome,
-    WriteReply, CLOSE_DRAIN_TIMEOUT, MAX_BATCH,
+    plan_event, same_error, EventPlan, Job, JobIntake, LedgerRecord, SubscriptionEventWrite,
+    WriteOutcome, WriteReply, MAX_BATCH,
 };
 use super::sqlite_raw::{Param, RawConnection, SqliteCallError, StatementCache};
 use crate::error::{BillingError, BillingResult};
@@ -39,17 +39,16 @@ const IDLE_FINALIZE_AFTER: Duration = Duration::from_millis(500);
 
 /// The handle the store keeps; the thread does the work.
 pub struct SqliteWriter {
-    jobs: Mutex<Option<Sender<Job>>>,
+    intake: JobIntake<Sender<Job>>,
     /// Set by `close`: from then on every batch finalizes its statements
     /// before it lets go of the connection, so the pool can close it safely.
     closing: Arc<AtomicBool>,
-    stopped: tokio::sync::watch::Receiver<bool>,
 }
 
 impl SqliteWriter {
     pub fn start(pool: SqlitePool, runtime: Handle) -> BillingResult<Self> {
         let (jobs, receiver) = mpsc::channel();
-        let (stopped_tx, stopped) = tokio::sync::watch::channel(false);
+        let (intake, stopped) = JobIntake::new(jobs);
         let closing = Arc::new(AtomicBool::new(false));
         let thread = WriterThread {
             pool,
@@ -62,29 +61,16 @@ impl SqliteWriter {
             .name("kavach-sqlite-writer".into())
             .spawn(move || {
                 thread.run(receiver);
-                let _ = stopped_tx.send(true);
+                let _ = stopped.send(true);
             })
             .map_err(|e| BillingError::Internal(format!("cannot start the SQLite writer: {e}")))?;
-        Ok(Self {
-            jobs: Mutex::new(Some(jobs)),
-            closing,
-            stopped,
-        })
+        Ok(Self { intake, closing })
     }
 
     /// Queues an event; `reply` is called once, after the commit that holds it
     /// (or with `closed` when the writer no longer takes work).
     pub fn submit(&self, write: SubscriptionEventWrite, reply: WriteReply) {
-        let job = Job::new(write, reply);
-        let jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
-        match jobs.as_ref() {
-            Some(sender) => {
-                if let Err(mpsc::SendError(job)) = sender.send(job) {
-                    job.answer(Err(BillingError::Closed));
-                }
-            }
-            None => job.answer(Err(BillingError::Closed)),
-        }
+        self.intake.submit(write, reply);
     }
 
     /// Stops taking work, then waits (at most `CLOSE_DRAIN_TIMEOUT`) until
@@ -92,10 +78,7 @@ impl SqliteWriter {
     /// the connection.
     pub async fn close(&self) {
         self.closing.store(true, AtomicOrdering::SeqCst);
-        // Dropping the sender lets the thread drain the queue, then stop.
-        drop(self.jobs.lock().unwrap_or_else(|e| e.into_inner()).take());
-        let mut stopped = self.stopped.clone();
-        let _ = tokio::time::timeout(CLOSE_DRAIN_TIMEOUT, stopped.wait_for(|done| *done)).await;
+        self.intake.close().await;
     }
 }
 
