@@ -54,6 +54,14 @@ export type SubscriptionStatus =
   | 'unpaid'
   | 'paused'
 
+/** A configured plan, as a subscription carries it: matched by the subscription's price. */
+export interface SubscriptionPlan {
+  name: string
+  limits: Record<string, number>
+  /** The subscription is on the plan's `annualPriceId`. */
+  annual: boolean
+}
+
 /** The user's subscription as projected onto `kavach_users`. */
 export interface Subscription {
   id: string
@@ -61,7 +69,73 @@ export interface Subscription {
   priceId: string | null
   /** `null` only when the stored row has no period end (written by something other than this package). */
   currentPeriodEnd: Date | null
+  /** Scheduled to cancel: `cancel_at_period_end`, or a `cancel_at` date (flexible billing). */
   cancelAtPeriodEnd: boolean
+  /** The configured plan of `priceId`; `null` without `plans` or for another price. */
+  plan: SubscriptionPlan | null
+}
+
+/** One entry of the `plans` option. */
+export interface PlanConfig {
+  /** Unique; what clients send as `{ plan }` and what `subscription.plan.name` says. */
+  name: string
+  /** The monthly (or only) price. */
+  priceId: string
+  /** The annual price, checked out with `{ plan, annual: true }`. */
+  annualPriceId?: string
+  /** The plan's free trial in days (1 to 730); subject to `oneTrialPerUser`. */
+  trialDays?: number
+  /** What the plan allows, for the app to enforce (e.g. `{ projects: 10 }`). */
+  limits?: Record<string, number>
+}
+
+/** A checkout by plan in place of a price id. */
+export interface PlanChoice {
+  plan: string
+  /** Use the plan's `annualPriceId`; default false. */
+  annual?: boolean
+}
+
+/**
+ * `getBillingStatus(userId)`, computed from stored state only (no Stripe call) on the user's
+ * projected subscription. With no subscription: `active: false`, `false` flags and `null` fields.
+ * The README gives each definition.
+ */
+export interface BillingStatus {
+  /** `active` or `trialing`; also `past_due` while `pastDueIsActive` (default true). */
+  active: boolean
+  status: SubscriptionStatus | null
+  plan: SubscriptionPlan | null
+  priceId: string | null
+  productId: string | null
+  quantity: number | null
+  currentPeriodEnd: Date | null
+  /** Status `trialing` and the trial end is in the future. */
+  onTrial: boolean
+  trialEndsAt: Date | null
+  /** `cancel_at_period_end`, or a `cancel_at` date, while the status is live. */
+  scheduledToCancel: boolean
+  /** `cancel_at`; else the period end when `cancel_at_period_end`; else, once ended, when it ended. */
+  endsAt: Date | null
+  /** Scheduled to cancel and `endsAt` is in the future. */
+  onGracePeriod: boolean
+  /** Status `past_due` or `unpaid`. */
+  pastDue: boolean
+}
+
+/** `GET /auth/stripe/status`: `BillingStatus` as JSON (dates as ISO 8601 strings). */
+export type BillingStatusJson = Omit<BillingStatus, 'currentPeriodEnd' | 'trialEndsAt' | 'endsAt'> & {
+  currentPeriodEnd: string | null
+  trialEndsAt: string | null
+  endsAt: string | null
+}
+
+/** Narrows `hasActiveSubscription`; every given field must match one of the subscription's items. */
+export interface SubscriptionFilter {
+  priceId?: string
+  productId?: string
+  /** A configured plan's name (its monthly or annual price). */
+  plan?: string
 }
 
 export type DatabaseProvider = 'postgres' | 'mysql' | 'sqlite-native' | 'sqlite'
@@ -115,6 +189,19 @@ export interface StripePluginOptions {
   clientMetadataKeys?: readonly string[]
   /** Days handled event ids stay in the ledger (pruned hourly); default 30, 0 keeps them forever, else at least 3. */
   eventRetentionDays?: number
+  /**
+   * The app's plans. Clients then check out `{ plan, annual? }` (or a plan's price), the trial comes from
+   * the plan (a client `trialDays` is refused), `prices` defaults to the plans' prices, and subscriptions
+   * carry `plan`. Names unique; each price in one plan.
+   */
+  plans?: readonly PlanConfig[]
+  /** Whether `past_due` counts as active in `getBillingStatus` and `hasActiveSubscription`; default true (Stripe is still retrying). */
+  pastDueIsActive?: boolean
+  /**
+   * A free trial only for a user who never had one (a stored subscription with a trial, or a trial this
+   * package granted at checkout); default true. A refused trial is not an error: `trialGranted: false`.
+   */
+  oneTrialPerUser?: boolean
 }
 
 export interface CheckoutOptions {
@@ -127,6 +214,8 @@ export interface CheckoutOptions {
 export interface CheckoutSession {
   url: string
   sessionId: string
+  /** Whether the session carries a free trial (false when none was asked, or `oneTrialPerUser` refused it). */
+  trialGranted: boolean
 }
 
 export interface PortalSession {
@@ -137,9 +226,18 @@ export interface PortalSession {
 export interface StripeBillingApi {
   createCustomer(userId: string, email: string, name?: string): Promise<string>
   getCustomerId(userId: string): Promise<string | null>
-  createCheckoutSession(userId: string, priceId: string, options?: CheckoutOptions): Promise<CheckoutSession>
+  /** `options.trialDays` (the app's own) wins over the plan's trial. */
+  createCheckoutSession(
+    userId: string,
+    priceIdOrPlan: string | PlanChoice,
+    options?: CheckoutOptions,
+  ): Promise<CheckoutSession>
   createPortalSession(userId: string, returnUrl: string): Promise<PortalSession>
   getSubscription(userId: string): Promise<Subscription | null>
+  /** From stored state only; never calls Stripe. */
+  getBillingStatus(userId: string): Promise<BillingStatus>
+  /** `getBillingStatus(userId).active`, narrowed by price, product or plan. An unknown plan is `invalid_argument`. */
+  hasActiveSubscription(userId: string, filter?: SubscriptionFilter): Promise<boolean>
   /** Closes the database pool; the instance is unusable afterwards. */
   close(): Promise<void>
 }
@@ -182,7 +280,7 @@ export interface StandaloneUser {
 }
 
 export interface StripeBilling extends StripeBillingApi {
-  /** Answers the four endpoints under `basePath`; `null` when the request is not one of them. */
+  /** Answers the five endpoints under `basePath`; `null` when the request is not one of them. */
   handleRequest(request: Request, basePath?: string): Promise<Response | null>
   /** Creates or updates a `kavach_users` row (standalone deployments own that table). */
   upsertUser(user: StandaloneUser): Promise<void>

@@ -150,12 +150,14 @@ function billingApi(billing) {
   return {
     createCustomer: (userId, email, name) => callAsync(() => billing.createCustomer(userId, email, name)),
     getCustomerId: (userId) => callAsync(() => billing.getCustomerId(userId)),
-    createCheckoutSession: (userId, priceId, options) =>
-      callAsync(() => billing.createCheckoutSession(userId, priceId, options)),
+    createCheckoutSession: (userId, priceIdOrPlan, options) =>
+      callAsync(() => billing.createCheckoutSession(userId, priceIdOrPlan, options)),
     createPortalSession: async (userId, returnUrl) => ({
       url: await callAsync(() => billing.createPortalSession(userId, returnUrl)),
     }),
     getSubscription: async (userId) => (await callAsync(() => billing.getSubscription(userId))) ?? null,
+    getBillingStatus: (userId) => callAsync(() => billing.getBillingStatus(userId)),
+    hasActiveSubscription: (userId, filter) => callAsync(() => billing.hasActiveSubscription(userId, filter)),
     close: () => callAsync(() => billing.close()),
   }
 }

@@ -107,6 +107,7 @@ function snapshot() {
     events: count('kavach_stripe_events'),
     sessions: count('kavach_stripe_checkout_sessions'),
     claims: count('kavach_stripe_customer_claims'),
+    trialGrants: count('kavach_stripe_trial_grants'),
     stripeCalls: fake.requests.length,
   })
 }

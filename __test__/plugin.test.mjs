@@ -48,7 +48,7 @@ for (const kind of DATABASE_KINDS) {
       await db?.close()
     })
 
-    test('init registers exactly the four endpoints and returns the api', { skip: !db }, async () => {
+    test('init registers exactly the five endpoints and returns the api', { skip: !db }, async () => {
       const h = await host()
       assert.deepEqual(
         h.endpoints.map((e) => [e.method, e.path, e.metadata.requireAuth]),
@@ -56,11 +56,12 @@ for (const kind of DATABASE_KINDS) {
           ['POST', '/auth/stripe/checkout', true],
           ['POST', '/auth/stripe/portal', true],
           ['GET', '/auth/stripe/subscription', true],
+          ['GET', '/auth/stripe/status', true],
           ['POST', '/auth/stripe/webhook', false],
         ],
       )
       const api = h.plugins.getContext().stripe
-      for (const name of ['createCustomer', 'getCustomerId', 'createCheckoutSession', 'createPortalSession', 'getSubscription', 'close']) {
+      for (const name of ['createCustomer', 'getCustomerId', 'createCheckoutSession', 'createPortalSession', 'getSubscription', 'getBillingStatus', 'hasActiveSubscription', 'close']) {
         assert.equal(typeof api[name], 'function', name)
       }
       assert.deepEqual(h.migrations, [], 'migrations run natively, not through addMigration')
@@ -83,7 +84,7 @@ for (const kind of DATABASE_KINDS) {
     test('migrations are idempotent and safe when several instances start at once', { skip: !db }, async () => {
       await Promise.all([host(), host(), host()])
       const versions = await db.query('SELECT version FROM kavach_stripe_schema')
-      assert.deepEqual(versions.map((v) => Number(v.version)), [3])
+      assert.deepEqual(versions.map((v) => Number(v.version)), [4])
       for (const table of ['kavach_stripe_subscriptions', 'kavach_stripe_events', 'kavach_stripe_checkout_sessions']) {
         assert.deepEqual(await db.query(`SELECT COUNT(*) AS n FROM ${table}`).then((r) => Number(r[0].n)), 0, table)
       }
@@ -96,7 +97,7 @@ for (const kind of DATABASE_KINDS) {
       const periodEnd = new Date('2031-05-06T07:08:09.000Z')
       await db.setProjection('enc1', { subscriptionId: 'sub_enc', status: 'active', priceId: 'price_enc', periodEnd, cancelAtPeriodEnd: true })
       assert.deepEqual(await api.getSubscription('enc1'), {
-        id: 'sub_enc', status: 'active', priceId: 'price_enc', currentPeriodEnd: periodEnd, cancelAtPeriodEnd: true,
+        id: 'sub_enc', status: 'active', priceId: 'price_enc', currentPeriodEnd: periodEnd, cancelAtPeriodEnd: true, plan: null,
       })
       const res = await h.plugins.handleRequest(new Request('http://app.test/api/kavach/auth/stripe/subscription'), '/api/kavach')
       assert.equal(res.status, 401, 'no user: the host refuses before the handler')
@@ -108,7 +109,7 @@ for (const kind of DATABASE_KINDS) {
       assert.equal(res.status, 200)
       assert.equal(res.headers.get('content-type'), 'application/json')
       assert.deepEqual(await res.json(), {
-        subscription: { id: 'sub_enc', status: 'active', priceId: 'price_enc', currentPeriodEnd: '2031-05-06T07:08:09.000Z', cancelAtPeriodEnd: true },
+        subscription: { id: 'sub_enc', status: 'active', priceId: 'price_enc', currentPeriodEnd: '2031-05-06T07:08:09.000Z', cancelAtPeriodEnd: true, plan: null },
       })
       await db.insertUser('nosub', 'nosub@example.com')
       const none = await (await createHost({ database: db.config, plugins: [plugin()], getUser: async () => ({ id: 'nosub' }) }))

@@ -14,7 +14,9 @@ use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::{Either, Env, JsValue, ValueType};
 use napi_derive::napi;
 
-use crate::billing::{BillingService, CheckoutOptions, SubscriptionView};
+use crate::billing::plans::PlanView;
+use crate::billing::status::{BillingStatus, SubscriptionFilter};
+use crate::billing::{BillingService, CheckoutOptions, PriceChoice, SubscriptionView};
 use crate::config::{BillingConfig, ConfigMode};
 use crate::error::{redact_secrets, BillingError};
 use crate::events::SubscriptionListener;
@@ -247,6 +249,45 @@ pub struct NativeSubscription {
     pub price_id: Option<String>,
     pub current_period_end: Option<chrono::DateTime<chrono::Utc>>,
     pub cancel_at_period_end: bool,
+    pub plan: Option<NativePlan>,
+}
+
+#[napi(object)]
+pub struct NativePlan {
+    pub name: String,
+    pub limits: std::collections::HashMap<String, f64>,
+    pub annual: bool,
+}
+
+/// `{ plan, annual? }` in place of a price id.
+#[napi(object)]
+pub struct NativePlanChoice {
+    pub plan: String,
+    pub annual: Option<bool>,
+}
+
+#[napi(object)]
+pub struct NativeSubscriptionFilter {
+    pub price_id: Option<String>,
+    pub product_id: Option<String>,
+    pub plan: Option<String>,
+}
+
+#[napi(object, use_nullable = true)]
+pub struct NativeBillingStatus {
+    pub active: bool,
+    pub status: Option<String>,
+    pub plan: Option<NativePlan>,
+    pub price_id: Option<String>,
+    pub product_id: Option<String>,
+    pub quantity: Option<i64>,
+    pub current_period_end: Option<chrono::DateTime<chrono::Utc>>,
+    pub on_trial: bool,
+    pub trial_ends_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub scheduled_to_cancel: bool,
+    pub ends_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub on_grace_period: bool,
+    pub past_due: bool,
 }
 
 #[napi(object)]
@@ -261,6 +302,19 @@ pub struct NativeCheckoutOptions {
 pub struct NativeCheckoutSession {
     pub url: String,
     pub session_id: String,
+    pub trial_granted: bool,
+}
+
+fn date(seconds: Option<i64>) -> Option<chrono::DateTime<chrono::Utc>> {
+    seconds.and_then(|secs| chrono::DateTime::from_timestamp(secs, 0))
+}
+
+fn native_plan(view: PlanView) -> NativePlan {
+    NativePlan {
+        name: view.name,
+        limits: view.limits.into_iter().collect(),
+        annual: view.annual,
+    }
 }
 
 fn native_subscription(view: SubscriptionView) -> NativeSubscription {
@@ -268,10 +322,27 @@ fn native_subscription(view: SubscriptionView) -> NativeSubscription {
         id: view.id,
         status: view.status,
         price_id: view.price_id,
-        current_period_end: view
-            .current_period_end
-            .and_then(|secs| chrono::DateTime::from_timestamp(secs, 0)),
+        current_period_end: date(view.current_period_end),
         cancel_at_period_end: view.cancel_at_period_end,
+        plan: view.plan.map(native_plan),
+    }
+}
+
+fn native_status(status: BillingStatus) -> NativeBillingStatus {
+    NativeBillingStatus {
+        active: status.active,
+        status: status.status,
+        plan: status.plan.map(native_plan),
+        price_id: status.price_id,
+        product_id: status.product_id,
+        quantity: status.quantity,
+        current_period_end: date(status.current_period_end),
+        on_trial: status.on_trial,
+        trial_ends_at: date(status.trial_ends_at),
+        scheduled_to_cancel: status.scheduled_to_cancel,
+        ends_at: date(status.ends_at),
+        on_grace_period: status.on_grace_period,
+        past_due: status.past_due,
     }
 }
 
@@ -494,9 +565,16 @@ impl NativeBilling {
     pub async fn create_checkout_session(
         &self,
         user_id: String,
-        price_id: String,
+        price_or_plan: Either<String, NativePlanChoice>,
         options: Option<NativeCheckoutOptions>,
     ) -> napi::Result<NativeCheckoutSession> {
+        let choice = match price_or_plan {
+            Either::A(price_id) => PriceChoice::Price(price_id),
+            Either::B(choice) => PriceChoice::Plan {
+                name: choice.plan,
+                annual: choice.annual.unwrap_or(false),
+            },
+        };
         let options = options
             .map(|o| CheckoutOptions {
                 success_url: o.success_url,
@@ -511,7 +589,7 @@ impl NativeBilling {
         let service = Arc::clone(&self.service);
         let session = guarded(async move {
             service
-                .create_checkout_session(&user_id, &price_id, &options)
+                .create_checkout_session(&user_id, &choice, &options)
                 .await
                 .map_err(to_js)
         })
@@ -519,7 +597,39 @@ impl NativeBilling {
         Ok(NativeCheckoutSession {
             url: session.url,
             session_id: session.session_id,
+            trial_granted: session.trial_granted,
         })
+    }
+
+    #[napi]
+    pub async fn get_billing_status(&self, user_id: String) -> napi::Result<NativeBillingStatus> {
+        let service = Arc::clone(&self.service);
+        let status =
+            guarded(async move { service.billing_status(&user_id).await.map_err(to_js) }).await?;
+        Ok(native_status(status))
+    }
+
+    #[napi]
+    pub async fn has_active_subscription(
+        &self,
+        user_id: String,
+        filter: Option<NativeSubscriptionFilter>,
+    ) -> napi::Result<bool> {
+        let filter = filter
+            .map(|f| SubscriptionFilter {
+                price_id: f.price_id,
+                product_id: f.product_id,
+                plan: f.plan,
+            })
+            .unwrap_or_default();
+        let service = Arc::clone(&self.service);
+        guarded(async move {
+            service
+                .has_active_subscription(&user_id, &filter)
+                .await
+                .map_err(to_js)
+        })
+        .await
     }
 
     #[napi]

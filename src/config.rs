@@ -3,6 +3,7 @@
 
 use std::fmt;
 
+use crate::billing::plans::{parse_plans, plan_prices, Plan};
 use crate::error::{BillingError, BillingResult};
 use crate::option_value::OptionValue;
 use crate::origin::{is_loopback, parse_http_url, parse_origin};
@@ -67,6 +68,12 @@ pub struct BillingConfig {
     pub client_metadata_keys: Vec<String>,
     /// Days a handled event id stays in the ledger; 0 keeps them forever.
     pub event_retention_days: u32,
+    /// The app's plans; empty when the option is not set.
+    pub plans: Vec<Plan>,
+    /// Whether `past_due` counts as active (Stripe is still retrying).
+    pub past_due_is_active: bool,
+    /// Whether a user gets at most one free trial.
+    pub one_trial_per_user: bool,
 }
 
 /// Every key `stripe()` accepts; `auth` is added for the standalone API.
@@ -90,6 +97,9 @@ const PLUGIN_KEYS: &[&str] = &[
     "maxClientTrialDays",
     "clientMetadataKeys",
     "eventRetentionDays",
+    "plans",
+    "pastDueIsActive",
+    "oneTrialPerUser",
 ];
 
 /// Stripe's metadata limits, which also bound `clientMetadataKeys`.
@@ -247,7 +257,14 @@ impl BillingConfig {
                 })
                 .collect::<BillingResult<Vec<_>>>()?,
         };
-        let prices = stripe_id_list("prices", get("prices"))?;
+        let plans = parse_plans(get("plans"))?.unwrap_or_default();
+        // With plans, clients may check out the plans' prices unless `prices` says otherwise.
+        let prices = match stripe_id_list("prices", get("prices"))? {
+            None if !plans.is_empty() => Some(plan_prices(&plans)),
+            prices => prices,
+        };
+        let past_due_is_active = optional_bool("pastDueIsActive", get("pastDueIsActive"), true)?;
+        let one_trial_per_user = optional_bool("oneTrialPerUser", get("oneTrialPerUser"), true)?;
         let products = stripe_id_list("products", get("products"))?;
         let max_client_trial_days =
             integer_in("maxClientTrialDays", get("maxClientTrialDays"), 0, 730, 0)? as u32;
@@ -319,6 +336,9 @@ impl BillingConfig {
             max_client_trial_days,
             client_metadata_keys,
             event_retention_days,
+            plans,
+            past_due_is_active,
+            one_trial_per_user,
         })
     }
 }
@@ -396,6 +416,14 @@ fn parse_webhook_secrets(value: &OptionValue) -> BillingResult<Vec<Secret>> {
             other => Err(wrong_type(&field, "a string (or an array of strings)", other)),
         })
         .collect()
+}
+
+fn optional_bool(field: &str, value: &OptionValue, default: bool) -> BillingResult<bool> {
+    match value {
+        OptionValue::Undefined => Ok(default),
+        OptionValue::Bool(flag) => Ok(*flag),
+        other => Err(wrong_type(field, "a boolean", other)),
+    }
 }
 
 fn optional_function(field: &str, value: &OptionValue) -> BillingResult<bool> {

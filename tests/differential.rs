@@ -139,13 +139,15 @@ fn events(steps: &[Step], notify: bool) -> Vec<SubscriptionEventWrite> {
                 .into(),
                 items: vec![SubscriptionItem {
                     price: Some(format!("price_{}", step.price)),
-                    product: Some("prod_1".into()),
-                    quantity: Some(1),
+                    product: Some(format!("prod_{}", step.price)),
+                    quantity: Some(1 + step.price as i64),
                     current_period_end: step.period_end.map(|p| 2_000_000_000 + p),
                 }],
                 cancel_at_period_end: step.cancel_at_period_end,
                 cancel_at: step.cancel_at.map(|c| 2_000_000_000 + c),
-                trial_end: None,
+                trial_start: step.period_end.map(|p| 1_900_000_000 + p),
+                trial_end: step.period_end.map(|p| 1_950_000_000 + p),
+                ended_at: step.deleted.then_some(2_100_000_000 + step.event_created),
                 created: 50 + step.created,
                 metadata_user_id: None,
             },
@@ -285,10 +287,11 @@ impl Database {
     async fn observe(&self, outcomes: Vec<Outcome>) -> Observed {
         let t = |c: &str| self.text(c);
         let subscriptions = format!(
-            "SELECT {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {} FROM kavach_stripe_subscriptions ORDER BY id",
+            "SELECT {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {} FROM kavach_stripe_subscriptions ORDER BY id",
             t("id"), t("customer_id"), t("user_id"), t("status"), t("items"), t("price_id"),
             t("current_period_end"), t("cancel_at_period_end"), t("cancel_at"), t("trial_end"),
-            t("created"), t("last_event_created"),
+            t("created"), t("last_event_created"), t("product_id"), t("quantity"),
+            t("trial_start"), t("ended_at"),
         );
         let users = format!(
             "SELECT {}, {}, {}, {}, {}, {}, {} FROM kavach_users ORDER BY id",
@@ -460,7 +463,8 @@ fn with_database(url: &str) -> String {
 async fn open_server(kind: Kind, raw: Raw, target: DatabaseTarget) -> Database {
     raw.execute(
         "DROP TABLE IF EXISTS kavach_stripe_subscriptions, kavach_stripe_events, \
-         kavach_stripe_checkout_sessions, kavach_stripe_customer_claims, kavach_stripe_schema, \
+         kavach_stripe_checkout_sessions, kavach_stripe_customer_claims, \
+         kavach_stripe_trial_grants, kavach_stripe_schema, \
          kavach_users",
     )
     .await;

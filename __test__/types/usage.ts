@@ -6,6 +6,9 @@ import {
   stripe,
   StripeApiError,
   type KavachStripeErrorCode,
+  type BillingStatus,
+  type BillingStatusJson,
+  type PlanConfig,
   type StripeEvent,
   type Subscription,
 } from '../../index.js'
@@ -49,6 +52,29 @@ async function underKavach(ctx: PluginContext): Promise<void> {
   await api.close()
 }
 void underKavach
+
+const plans: PlanConfig[] = [
+  { name: 'basic', priceId: 'price_basic' },
+  { name: 'pro', priceId: 'price_pro', annualPriceId: 'price_pro_year', trialDays: 14, limits: { projects: 10 } },
+]
+const withPlans = stripe({ secretKey: 'sk_test_123456789', plans, pastDueIsActive: false, oneTrialPerUser: true })
+
+async function plansAndStatus(ctx: PluginContext): Promise<void> {
+  const api = (await withPlans.init(ctx)).context.stripe
+  const byPlan = await api.createCheckoutSession('user_1', { plan: 'pro', annual: true })
+  const granted: boolean = byPlan.trialGranted
+  const status: BillingStatus = await api.getBillingStatus('user_1')
+  const projects: number | undefined = status.plan?.limits.projects
+  const ends: Date | null = status.endsAt
+  const flags: boolean[] = [status.active, status.onTrial, status.onGracePeriod, status.scheduledToCancel, status.pastDue]
+  const paying: boolean = await api.hasActiveSubscription('user_1', { plan: 'pro', productId: 'prod_app' })
+  const sub = await api.getSubscription('user_1')
+  const annual: boolean | undefined = sub?.plan?.annual
+  const json: BillingStatusJson = (await (await fetch('http://localhost/api/auth/stripe/status')).json()) as BillingStatusJson
+  const iso: string | null = json.trialEndsAt
+  console.log(granted, projects, ends, flags, paying, annual, iso, status.quantity, status.productId)
+}
+void plansAndStatus
 
 async function standalone(): Promise<void> {
   const billing = await createStripeBilling({

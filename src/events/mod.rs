@@ -13,8 +13,8 @@ pub use processor::{
 };
 pub use projection::{is_live, project, Projection, StoredSubscription, LIVE_STATUSES};
 pub use snapshot::{
-    customer_metadata_user, invoice_subscription_id, object_id, CheckoutCompletion, SnapshotError,
-    SubscriptionItem, SubscriptionSnapshot,
+    customer_metadata_user, invoice_subscription_id, main_item, object_id, CheckoutCompletion,
+    SnapshotError, SubscriptionItem, SubscriptionSnapshot,
 };
 pub use subscription_event::{
     read_subscription_event, SubscriptionEvent, SUBSCRIPTION_EVENT_TYPES,

@@ -168,7 +168,7 @@ impl EventProcessor<'_> {
                 .find_user(user_id)
                 .await?
                 .as_ref()
-                .and_then(subscription_view);
+                .and_then(|user| subscription_view(user, &self.config.plans));
             for _ in 0..MAX_NOTIFY_ROUNDS {
                 let Some(view) = current.clone() else {
                     break;
@@ -184,7 +184,7 @@ impl EventProcessor<'_> {
                     .find_user(user_id)
                     .await?
                     .as_ref()
-                    .and_then(subscription_view);
+                    .and_then(|user| subscription_view(user, &self.config.plans));
                 if current.as_ref() == Some(&view) {
                     break;
                 }

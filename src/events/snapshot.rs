@@ -14,6 +14,18 @@ pub struct SubscriptionItem {
     pub current_period_end: Option<i64>,
 }
 
+/// The item that represents a subscription: the latest period end, the first
+/// item on a tie.
+pub fn main_item(items: &[SubscriptionItem]) -> Option<&SubscriptionItem> {
+    let mut best: Option<&SubscriptionItem> = None;
+    for item in items {
+        if best.is_none_or(|b| item.current_period_end > b.current_period_end) {
+            best = Some(item);
+        }
+    }
+    best
+}
+
 /// What this package keeps of a Stripe subscription.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SubscriptionSnapshot {
@@ -23,7 +35,10 @@ pub struct SubscriptionSnapshot {
     pub items: Vec<SubscriptionItem>,
     pub cancel_at_period_end: bool,
     pub cancel_at: Option<i64>,
+    pub trial_start: Option<i64>,
     pub trial_end: Option<i64>,
+    /// When the subscription ended (canceled or expired), if it has.
+    pub ended_at: Option<i64>,
     pub created: i64,
     /// `metadata.kavach_user_id`, set by this package's checkout.
     pub metadata_user_id: Option<String>,
@@ -138,22 +153,17 @@ impl SubscriptionSnapshot {
                 .and_then(Value::as_bool)
                 .unwrap_or(false),
             cancel_at: object.get("cancel_at").and_then(Value::as_i64),
+            trial_start: object.get("trial_start").and_then(Value::as_i64),
             trial_end: object.get("trial_end").and_then(Value::as_i64),
+            ended_at: object.get("ended_at").and_then(Value::as_i64),
             created,
             metadata_user_id: metadata_user(object),
         })
     }
 
-    /// The item that represents the subscription: the latest period end, the
-    /// first item on a tie.
+    /// The item that represents the subscription (see `main_item`).
     pub fn main_item(&self) -> Option<&SubscriptionItem> {
-        let mut best: Option<&SubscriptionItem> = None;
-        for item in &self.items {
-            if best.is_none_or(|b| item.current_period_end > b.current_period_end) {
-                best = Some(item);
-            }
-        }
-        best
+        main_item(&self.items)
     }
 
     /// The subscription as stored and projected (`events::projection`).

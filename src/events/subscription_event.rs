@@ -229,7 +229,11 @@ struct SubscriptionDoc<'a> {
     #[serde(default)]
     cancel_at: Option<i64>,
     #[serde(default)]
+    trial_start: Option<i64>,
+    #[serde(default)]
     trial_end: Option<i64>,
+    #[serde(default)]
+    ended_at: Option<i64>,
     #[serde(borrow, default)]
     metadata: Option<MetadataUser<'a>>,
 }
@@ -309,7 +313,9 @@ impl SubscriptionDoc<'_> {
             items,
             cancel_at_period_end: self.cancel_at_period_end.unwrap_or(false),
             cancel_at: self.cancel_at,
+            trial_start: self.trial_start,
             trial_end: self.trial_end,
+            ended_at: self.ended_at,
             created,
             metadata_user_id: self
                 .metadata
@@ -362,7 +368,8 @@ mod tests {
     fn subscription() -> Value {
         json!({
             "id": "sub_1", "object": "subscription", "customer": "cus_1", "status": "active", "created": 100,
-            "cancel_at_period_end": false, "cancel_at": null, "trial_end": null,
+            "cancel_at_period_end": false, "cancel_at": null, "trial_start": 50, "trial_end": 90,
+            "ended_at": null,
             "metadata": { "a": "b", "kavach_user_id": "u1", "z": { "deep": [1, 2] } },
             "items": { "object": "list", "data": [
                 { "price": { "id": "price_a", "product": "prod_a" }, "quantity": 1, "current_period_end": 2000 },
@@ -417,6 +424,11 @@ mod tests {
             ("items", json!({ "data": [ 5 ] })),
             ("current_period_end", json!(4242)),
             ("cancel_at", json!("soon")),
+            ("trial_start", json!(1_699_000_000)),
+            ("trial_start", json!("yesterday")),
+            ("trial_end", json!(1_701_000_000)),
+            ("ended_at", json!(1_702_000_000)),
+            ("ended_at", json!(-1.5)),
             ("cancel_at_period_end", json!(null)),
             ("id", json!("sub_\u{e9}\"quoted\"")),
         ];

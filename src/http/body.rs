@@ -61,6 +61,17 @@ impl BodyFields {
         }
     }
 
+    pub fn optional_bool(&mut self, name: &str) -> Result<Option<bool>, BillingError> {
+        match self.take(name) {
+            None => Ok(None),
+            Some(Value::Bool(flag)) => Ok(Some(flag)),
+            Some(_) => Err(BillingError::invalid_argument(
+                name,
+                "must be true or false",
+            )),
+        }
+    }
+
     pub fn optional_object(
         &mut self,
         name: &str,

@@ -7,7 +7,10 @@ use serde_json::{json, Map, Value};
 use super::body::{parse_json_object, BodyFields};
 use super::routes::Route;
 use super::webhook::{receive_webhook, WebhookBody, WebhookResponder};
-use crate::billing::{BillingService, CheckoutOptions, DEFAULT_CANCEL_PATH, DEFAULT_SUCCESS_PATH};
+use crate::billing::status::BillingStatus;
+use crate::billing::{
+    BillingService, CheckoutOptions, PriceChoice, DEFAULT_CANCEL_PATH, DEFAULT_SUCCESS_PATH,
+};
 use crate::config::{
     STRIPE_METADATA_MAX_KEYS, STRIPE_METADATA_MAX_KEY_CHARS, STRIPE_METADATA_MAX_VALUE_CHARS,
 };
@@ -112,6 +115,7 @@ pub async fn handle(
         Route::Checkout => checkout(service, request, user_id).await,
         Route::Portal => portal(service, request, user_id).await,
         Route::Subscription => subscription(service, user_id).await,
+        Route::Status => status(service, user_id).await,
         Route::Webhook => unreachable!("handled above"),
     };
     result.unwrap_or_else(|error| HttpReply::from_error(&error))
@@ -149,7 +153,9 @@ async fn checkout(
     user_id: &str,
 ) -> Result<HttpReply, BillingError> {
     let mut body = BodyFields::new(parse_json_object(&request.body)?);
-    let price_id = body.required_string("priceId")?;
+    let price_id = body.optional_string("priceId")?;
+    let plan = body.optional_string("plan")?;
+    let annual = body.optional_bool("annual")?;
     let success_url = body.optional_string("successUrl")?;
     let cancel_url = body.optional_string("cancelUrl")?;
     let trial_days = body.optional_integer("trialDays")?;
@@ -157,32 +163,74 @@ async fn checkout(
     body.reject_unknown()?;
 
     let config = service.config();
-    if let Some(prices) = &config.prices {
-        if !prices.contains(&price_id) {
+    let choice = match (price_id, plan) {
+        (Some(_), Some(_)) => {
             return Err(BillingError::invalid_argument(
-                "priceId",
-                "is not one of the prices this app sells",
-            ));
-        }
-    }
-    let trial_days = match trial_days {
-        None => None,
-        Some(days) if days >= 1 && days <= i64::from(config.max_client_trial_days) => {
-            Some(days as u32)
-        }
-        Some(_) if config.max_client_trial_days == 0 => {
-            return Err(BillingError::invalid_argument(
-                "trialDays",
-                "is not accepted from clients",
+                "plan",
+                "cannot be combined with priceId; send one of them",
             ))
         }
-        Some(_) => {
+        (None, None) if config.plans.is_empty() => {
+            return Err(BillingError::invalid_argument("priceId", "is required"))
+        }
+        (None, None) => {
             return Err(BillingError::invalid_argument(
-                "trialDays",
-                format!("must be from 1 to {}", config.max_client_trial_days),
+                "plan",
+                "is required (or a priceId of one of the plans)",
             ))
         }
+        (Some(_), None) if annual.is_some() => {
+            return Err(BillingError::invalid_argument(
+                "annual",
+                "goes with `plan`; a priceId already says which price",
+            ))
+        }
+        (Some(price_id), None) => {
+            if price_id.is_empty() {
+                return Err(BillingError::invalid_argument(
+                    "priceId",
+                    "must not be empty",
+                ));
+            }
+            if let Some(prices) = &config.prices {
+                if !prices.contains(&price_id) {
+                    return Err(BillingError::invalid_argument(
+                        "priceId",
+                        "is not one of the prices this app sells",
+                    ));
+                }
+            }
+            PriceChoice::Price(price_id)
+        }
+        (None, Some(name)) => PriceChoice::Plan {
+            name,
+            annual: annual.unwrap_or(false),
+        },
     };
+    let trial_days =
+        match trial_days {
+            None => None,
+            // With plans the trial is the plan's; a client cannot ask for another.
+            Some(_) if !config.plans.is_empty() => return Err(BillingError::invalid_argument(
+                "trialDays",
+                "is not accepted from clients when plans are configured; the plan sets the trial",
+            )),
+            Some(days) if days >= 1 && days <= i64::from(config.max_client_trial_days) => {
+                Some(days as u32)
+            }
+            Some(_) if config.max_client_trial_days == 0 => {
+                return Err(BillingError::invalid_argument(
+                    "trialDays",
+                    "is not accepted from clients",
+                ))
+            }
+            Some(_) => {
+                return Err(BillingError::invalid_argument(
+                    "trialDays",
+                    format!("must be from 1 to {}", config.max_client_trial_days),
+                ))
+            }
+        };
     let metadata = client_metadata(service, metadata)?;
     let origin = request_origin(request)?;
     let success_url = match success_url {
@@ -200,11 +248,15 @@ async fn checkout(
         metadata,
     };
     let session = service
-        .create_checkout_session(user_id, &price_id, &options)
+        .create_checkout_session(user_id, &choice, &options)
         .await?;
     Ok(HttpReply::json(
         200,
-        &json!({ "url": session.url, "sessionId": session.session_id }),
+        &json!({
+            "url": session.url,
+            "sessionId": session.session_id,
+            "trialGranted": session.trial_granted,
+        }),
     ))
 }
 
@@ -274,12 +326,38 @@ async fn subscription(service: &BillingService, user_id: &str) -> Result<HttpRep
             "priceId": s.price_id,
             "currentPeriodEnd": s.current_period_end.map(iso_8601),
             "cancelAtPeriodEnd": s.cancel_at_period_end,
+            "plan": s.plan,
         })
     });
     Ok(HttpReply::json(
         200,
         &json!({ "subscription": subscription }),
     ))
+}
+
+/// `GET /auth/stripe/status`: `getBillingStatus` as JSON (dates as ISO 8601,
+/// as `JSON.stringify` writes the `Date`s of the server-side call).
+async fn status(service: &BillingService, user_id: &str) -> Result<HttpReply, BillingError> {
+    let status = service.billing_status(user_id).await?;
+    Ok(HttpReply::json(200, &status_json(&status)))
+}
+
+pub fn status_json(status: &BillingStatus) -> Value {
+    json!({
+        "active": status.active,
+        "status": status.status,
+        "plan": status.plan,
+        "priceId": status.price_id,
+        "productId": status.product_id,
+        "quantity": status.quantity,
+        "currentPeriodEnd": status.current_period_end.map(iso_8601),
+        "onTrial": status.on_trial,
+        "trialEndsAt": status.trial_ends_at.map(iso_8601),
+        "scheduledToCancel": status.scheduled_to_cancel,
+        "endsAt": status.ends_at.map(iso_8601),
+        "onGracePeriod": status.on_grace_period,
+        "pastDue": status.past_due,
+    })
 }
 
 /// Unix seconds as JavaScript's `Date.prototype.toISOString` writes them.

@@ -1,10 +1,11 @@
-//! The four endpoints, as the kavachOS host registers them.
+//! The five endpoints, as the kavachOS host registers them.
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
     Checkout,
     Portal,
     Subscription,
+    Status,
     Webhook,
 }
 
@@ -17,7 +18,7 @@ pub struct Endpoint {
     pub description: &'static str,
 }
 
-pub const ENDPOINTS: [Endpoint; 4] = [
+pub const ENDPOINTS: [Endpoint; 5] = [
     Endpoint {
         route: Route::Checkout,
         method: "POST",
@@ -40,6 +41,13 @@ pub const ENDPOINTS: [Endpoint; 4] = [
         description: "The signed-in user's subscription",
     },
     Endpoint {
+        route: Route::Status,
+        method: "GET",
+        path: "/auth/stripe/status",
+        require_auth: true,
+        description: "The signed-in user's billing status (active, plan, trial, cancellation)",
+    },
+    Endpoint {
         route: Route::Webhook,
         method: "POST",
         path: "/auth/stripe/webhook",
@@ -57,7 +65,8 @@ impl Route {
             Route::Checkout => &ENDPOINTS[0],
             Route::Portal => &ENDPOINTS[1],
             Route::Subscription => &ENDPOINTS[2],
-            Route::Webhook => &ENDPOINTS[3],
+            Route::Status => &ENDPOINTS[3],
+            Route::Webhook => &ENDPOINTS[4],
         }
     }
 

@@ -29,6 +29,19 @@ pub struct Dialect {
     /// Schema version 3: Stripe and event ids compare exactly (MySQL's
     /// default collation is case-insensitive; nothing on the others).
     pub migration_v3: &'static [&'static str],
+    /// Column names of `kavach_stripe_subscriptions`, one per row.
+    pub subscription_columns: &'static str,
+    /// Schema version 4, first part: one `ALTER TABLE` per column of
+    /// `SUBSCRIPTION_V4_COLUMNS`, run only where the column is missing (MySQL
+    /// has no `ADD COLUMN IF NOT EXISTS`, and its DDL does not roll back).
+    pub add_subscription_column: [&'static str; 4],
+    /// Schema version 4: the trial grants (and, on Postgres, the batch
+    /// function writing the new columns).
+    pub migration_v4: &'static [&'static str],
+    /// Schema version 4 fills product and quantity of rows written before it
+    /// from their stored items: rows to fill, then one row's update.
+    pub backfill_select: &'static str,
+    pub backfill_update: &'static str,
 
     pub select_user: &'static str,
     pub link_customer: &'static str,
@@ -57,11 +70,27 @@ pub struct Dialect {
     pub user_subscriptions: &'static str,
     pub write_projection: &'static str,
 
+    // Billing status: one stored subscription, whole.
+    pub select_subscription_record: &'static str,
+
+    // One trial per user: a stored subscription with a trial, or a grant row.
+    pub user_had_trial: &'static str,
+    pub claim_trial: &'static str,
+    pub read_trial_grant: &'static str,
+    pub bind_trial_grant: &'static str,
+    pub release_trial_claim: &'static str,
+    pub retake_trial_grant: &'static str,
+
     // The guard that makes concurrent customer creation create one customer.
     pub claim_customer: &'static str,
     pub take_over_customer_claim: &'static str,
     pub release_customer_claim: &'static str,
 }
+
+/// The columns schema version 4 adds to `kavach_stripe_subscriptions`, in
+/// `Dialect::add_subscription_column` order.
+pub const SUBSCRIPTION_V4_COLUMNS: [&str; 4] =
+    ["product_id", "quantity", "trial_start", "ended_at"];
 
 /// The six Stripe columns of `kavach_users`.
 pub const USERS_STRIPE_COLUMNS: [&str; 6] = [
@@ -146,6 +175,25 @@ pub static POSTGRES: Dialect = Dialect {
     ],
     migration_v2: &[POSTGRES_APPLY_EVENTS_FUNCTION],
     migration_v3: &[],
+    subscription_columns: "SELECT column_name::text FROM information_schema.columns \
+        WHERE table_schema = current_schema() AND table_name = 'kavach_stripe_subscriptions'",
+    add_subscription_column: [
+        "ALTER TABLE kavach_stripe_subscriptions ADD COLUMN IF NOT EXISTS product_id TEXT",
+        "ALTER TABLE kavach_stripe_subscriptions ADD COLUMN IF NOT EXISTS quantity BIGINT",
+        "ALTER TABLE kavach_stripe_subscriptions ADD COLUMN IF NOT EXISTS trial_start BIGINT",
+        "ALTER TABLE kavach_stripe_subscriptions ADD COLUMN IF NOT EXISTS ended_at BIGINT",
+    ],
+    migration_v4: &[
+        "CREATE TABLE IF NOT EXISTS kavach_stripe_trial_grants (
+            user_id TEXT PRIMARY KEY,
+            checkout_session_id TEXT,
+            granted_at BIGINT NOT NULL,
+            session_expires_at BIGINT
+        )",
+        POSTGRES_APPLY_EVENTS_FUNCTION,
+    ],
+    backfill_select: "SELECT id, items FROM kavach_stripe_subscriptions WHERE product_id IS NULL AND quantity IS NULL",
+    backfill_update: "UPDATE kavach_stripe_subscriptions SET product_id = $1, quantity = $2 WHERE id = $3",
     select_user: "SELECT id, email, name, stripe_customer_id, stripe_subscription_id, \
         stripe_subscription_status, stripe_price_id, \
         CAST(EXTRACT(EPOCH FROM stripe_current_period_end) AS BIGINT), \
@@ -170,10 +218,17 @@ pub static POSTGRES: Dialect = Dialect {
     lock_user: "SELECT id FROM kavach_users WHERE id = $1 FOR UPDATE",
     select_subscription: "SELECT user_id, status, last_event_created FROM kavach_stripe_subscriptions WHERE id = $1",
     lock_subscription: "SELECT user_id, status, last_event_created FROM kavach_stripe_subscriptions WHERE id = $1 FOR UPDATE",
-    upsert_subscription: "INSERT INTO kavach_stripe_subscriptions (id, customer_id, user_id, status, items, price_id, current_period_end, cancel_at_period_end, cancel_at, trial_end, created, last_event_created, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, CAST(EXTRACT(EPOCH FROM now()) AS BIGINT)) ON CONFLICT (id) DO UPDATE SET user_id = COALESCE(EXCLUDED.user_id, kavach_stripe_subscriptions.user_id), customer_id = EXCLUDED.customer_id, status = EXCLUDED.status, items = EXCLUDED.items, price_id = EXCLUDED.price_id, current_period_end = EXCLUDED.current_period_end, cancel_at_period_end = EXCLUDED.cancel_at_period_end, cancel_at = EXCLUDED.cancel_at, trial_end = EXCLUDED.trial_end, created = EXCLUDED.created, last_event_created = EXCLUDED.last_event_created, updated_at = EXCLUDED.updated_at",
+    upsert_subscription: "INSERT INTO kavach_stripe_subscriptions (id, customer_id, user_id, status, items, price_id, current_period_end, cancel_at_period_end, cancel_at, trial_end, created, last_event_created, product_id, quantity, trial_start, ended_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, CAST(EXTRACT(EPOCH FROM now()) AS BIGINT)) ON CONFLICT (id) DO UPDATE SET user_id = COALESCE(EXCLUDED.user_id, kavach_stripe_subscriptions.user_id), customer_id = EXCLUDED.customer_id, status = EXCLUDED.status, items = EXCLUDED.items, price_id = EXCLUDED.price_id, current_period_end = EXCLUDED.current_period_end, cancel_at_period_end = EXCLUDED.cancel_at_period_end, cancel_at = EXCLUDED.cancel_at, trial_end = EXCLUDED.trial_end, created = EXCLUDED.created, last_event_created = EXCLUDED.last_event_created, product_id = EXCLUDED.product_id, quantity = EXCLUDED.quantity, trial_start = EXCLUDED.trial_start, ended_at = EXCLUDED.ended_at, updated_at = EXCLUDED.updated_at",
     set_subscription_status: "UPDATE kavach_stripe_subscriptions SET status = $1, last_event_created = $2, updated_at = CAST(EXTRACT(EPOCH FROM now()) AS BIGINT) WHERE id = $3",
     user_subscriptions: "SELECT id, status, created, price_id, current_period_end, cancel_at_period_end, cancel_at FROM kavach_stripe_subscriptions WHERE user_id = $1",
     write_projection: "UPDATE kavach_users SET stripe_subscription_id = $1, stripe_subscription_status = $2, stripe_price_id = $3, stripe_current_period_end = to_timestamp(CAST($4 AS DOUBLE PRECISION)), stripe_cancel_at_period_end = $5, updated_at = now() WHERE id = $6",
+    select_subscription_record: SUBSCRIPTION_RECORD_PG,
+    user_had_trial: "SELECT 1 FROM kavach_stripe_subscriptions WHERE user_id = $1 AND (trial_end IS NOT NULL OR trial_start IS NOT NULL) LIMIT 1",
+    claim_trial: "INSERT INTO kavach_stripe_trial_grants (user_id, granted_at) VALUES ($1, $2) ON CONFLICT (user_id) DO NOTHING",
+    read_trial_grant: "SELECT checkout_session_id, session_expires_at FROM kavach_stripe_trial_grants WHERE user_id = $1",
+    bind_trial_grant: "UPDATE kavach_stripe_trial_grants SET checkout_session_id = $1, session_expires_at = $2 WHERE user_id = $3 AND checkout_session_id IS NULL",
+    release_trial_claim: "DELETE FROM kavach_stripe_trial_grants WHERE user_id = $1 AND checkout_session_id IS NULL",
+    retake_trial_grant: "UPDATE kavach_stripe_trial_grants SET checkout_session_id = NULL, session_expires_at = NULL, granted_at = $1 WHERE user_id = $2 AND checkout_session_id = $3",
     claim_customer: "INSERT INTO kavach_stripe_customer_claims (user_id, claimed_at) VALUES ($1, $2) ON CONFLICT (user_id) DO NOTHING",
     take_over_customer_claim: "UPDATE kavach_stripe_customer_claims SET claimed_at = $1 WHERE user_id = $2 AND claimed_at < $3",
     release_customer_claim: "DELETE FROM kavach_stripe_customer_claims WHERE user_id = $1",
@@ -267,6 +322,22 @@ pub static MYSQL: Dialect = Dialect {
         "ALTER TABLE kavach_stripe_checkout_sessions \
             MODIFY id VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL",
     ],
+    subscription_columns: "SELECT CAST(column_name AS CHAR) FROM information_schema.columns \
+        WHERE table_schema = DATABASE() AND table_name = 'kavach_stripe_subscriptions'",
+    add_subscription_column: [
+        "ALTER TABLE kavach_stripe_subscriptions ADD COLUMN product_id VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin",
+        "ALTER TABLE kavach_stripe_subscriptions ADD COLUMN quantity BIGINT",
+        "ALTER TABLE kavach_stripe_subscriptions ADD COLUMN trial_start BIGINT",
+        "ALTER TABLE kavach_stripe_subscriptions ADD COLUMN ended_at BIGINT",
+    ],
+    migration_v4: &["CREATE TABLE IF NOT EXISTS kavach_stripe_trial_grants (
+            user_id VARCHAR(255) NOT NULL PRIMARY KEY,
+            checkout_session_id VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin,
+            granted_at BIGINT NOT NULL,
+            session_expires_at BIGINT
+        ) DEFAULT CHARSET = utf8mb4"],
+    backfill_select: "SELECT id, items FROM kavach_stripe_subscriptions WHERE product_id IS NULL AND quantity IS NULL",
+    backfill_update: "UPDATE kavach_stripe_subscriptions SET product_id = ?, quantity = ? WHERE id = ?",
     select_user: "SELECT id, email, name, stripe_customer_id, stripe_subscription_id, \
         stripe_subscription_status, stripe_price_id, \
         CAST(UNIX_TIMESTAMP(stripe_current_period_end) AS SIGNED), \
@@ -294,10 +365,17 @@ pub static MYSQL: Dialect = Dialect {
     lock_user: "SELECT id FROM kavach_users WHERE id = ? FOR UPDATE",
     select_subscription: "SELECT user_id, status, last_event_created FROM kavach_stripe_subscriptions WHERE id = ?",
     lock_subscription: "SELECT user_id, status, last_event_created FROM kavach_stripe_subscriptions WHERE id = ? FOR UPDATE",
-    upsert_subscription: "INSERT INTO kavach_stripe_subscriptions (id, customer_id, user_id, status, items, price_id, current_period_end, cancel_at_period_end, cancel_at, trial_end, created, last_event_created, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, UNIX_TIMESTAMP()) ON DUPLICATE KEY UPDATE user_id = COALESCE(VALUES(user_id), user_id), customer_id = VALUES(customer_id), status = VALUES(status), items = VALUES(items), price_id = VALUES(price_id), current_period_end = VALUES(current_period_end), cancel_at_period_end = VALUES(cancel_at_period_end), cancel_at = VALUES(cancel_at), trial_end = VALUES(trial_end), created = VALUES(created), last_event_created = VALUES(last_event_created), updated_at = VALUES(updated_at)",
+    upsert_subscription: "INSERT INTO kavach_stripe_subscriptions (id, customer_id, user_id, status, items, price_id, current_period_end, cancel_at_period_end, cancel_at, trial_end, created, last_event_created, product_id, quantity, trial_start, ended_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, UNIX_TIMESTAMP()) ON DUPLICATE KEY UPDATE user_id = COALESCE(VALUES(user_id), user_id), customer_id = VALUES(customer_id), status = VALUES(status), items = VALUES(items), price_id = VALUES(price_id), current_period_end = VALUES(current_period_end), cancel_at_period_end = VALUES(cancel_at_period_end), cancel_at = VALUES(cancel_at), trial_end = VALUES(trial_end), created = VALUES(created), last_event_created = VALUES(last_event_created), product_id = VALUES(product_id), quantity = VALUES(quantity), trial_start = VALUES(trial_start), ended_at = VALUES(ended_at), updated_at = VALUES(updated_at)",
     set_subscription_status: "UPDATE kavach_stripe_subscriptions SET status = ?, last_event_created = ?, updated_at = UNIX_TIMESTAMP() WHERE id = ?",
     user_subscriptions: "SELECT id, status, created, price_id, current_period_end, cancel_at_period_end, cancel_at FROM kavach_stripe_subscriptions WHERE user_id = ?",
     write_projection: "UPDATE kavach_users SET stripe_subscription_id = ?, stripe_subscription_status = ?, stripe_price_id = ?, stripe_current_period_end = FROM_UNIXTIME(?), stripe_cancel_at_period_end = ?, updated_at = UTC_TIMESTAMP(3) WHERE id = ?",
+    select_subscription_record: SUBSCRIPTION_RECORD,
+    user_had_trial: USER_HAD_TRIAL,
+    claim_trial: "INSERT IGNORE INTO kavach_stripe_trial_grants (user_id, granted_at) VALUES (?, ?)",
+    read_trial_grant: READ_TRIAL_GRANT,
+    bind_trial_grant: BIND_TRIAL_GRANT,
+    release_trial_claim: RELEASE_TRIAL_CLAIM,
+    retake_trial_grant: RETAKE_TRIAL_GRANT,
     claim_customer: "INSERT IGNORE INTO kavach_stripe_customer_claims (user_id, claimed_at) VALUES (?, ?)",
     take_over_customer_claim: "UPDATE kavach_stripe_customer_claims SET claimed_at = ? WHERE user_id = ? AND claimed_at < ?",
     release_customer_claim: "DELETE FROM kavach_stripe_customer_claims WHERE user_id = ?",
@@ -380,6 +458,21 @@ pub static SQLITE: Dialect = Dialect {
     ],
     migration_v2: &[],
     migration_v3: &[],
+    subscription_columns: "SELECT name FROM pragma_table_info('kavach_stripe_subscriptions')",
+    add_subscription_column: [
+        "ALTER TABLE kavach_stripe_subscriptions ADD COLUMN product_id TEXT",
+        "ALTER TABLE kavach_stripe_subscriptions ADD COLUMN quantity INTEGER",
+        "ALTER TABLE kavach_stripe_subscriptions ADD COLUMN trial_start INTEGER",
+        "ALTER TABLE kavach_stripe_subscriptions ADD COLUMN ended_at INTEGER",
+    ],
+    migration_v4: &["CREATE TABLE IF NOT EXISTS kavach_stripe_trial_grants (
+            user_id TEXT PRIMARY KEY,
+            checkout_session_id TEXT,
+            granted_at INTEGER NOT NULL,
+            session_expires_at INTEGER
+        )"],
+    backfill_select: "SELECT id, items FROM kavach_stripe_subscriptions WHERE product_id IS NULL AND quantity IS NULL",
+    backfill_update: "UPDATE kavach_stripe_subscriptions SET product_id = ?, quantity = ? WHERE id = ?",
     select_user: "SELECT id, email, name, stripe_customer_id, stripe_subscription_id, \
         stripe_subscription_status, stripe_price_id, stripe_current_period_end, \
         stripe_cancel_at_period_end \
@@ -407,6 +500,13 @@ pub static SQLITE: Dialect = Dialect {
     set_subscription_status: "UPDATE kavach_stripe_subscriptions SET status = ?, last_event_created = ?, updated_at = unixepoch() WHERE id = ?",
     user_subscriptions: "SELECT id, status, created, price_id, current_period_end, cancel_at_period_end, cancel_at FROM kavach_stripe_subscriptions WHERE user_id = ?",
     write_projection: "UPDATE kavach_users SET stripe_subscription_id = ?, stripe_subscription_status = ?, stripe_price_id = ?, stripe_current_period_end = ?, stripe_cancel_at_period_end = ?, updated_at = unixepoch() WHERE id = ?",
+    select_subscription_record: SUBSCRIPTION_RECORD,
+    user_had_trial: USER_HAD_TRIAL,
+    claim_trial: "INSERT INTO kavach_stripe_trial_grants (user_id, granted_at) VALUES (?, ?) ON CONFLICT (user_id) DO NOTHING",
+    read_trial_grant: READ_TRIAL_GRANT,
+    bind_trial_grant: BIND_TRIAL_GRANT,
+    release_trial_claim: RELEASE_TRIAL_CLAIM,
+    retake_trial_grant: RETAKE_TRIAL_GRANT,
     claim_customer: "INSERT INTO kavach_stripe_customer_claims (user_id, claimed_at) VALUES (?, ?) ON CONFLICT (user_id) DO NOTHING",
     take_over_customer_claim: "UPDATE kavach_stripe_customer_claims SET claimed_at = ? WHERE user_id = ? AND claimed_at < ?",
     release_customer_claim: "DELETE FROM kavach_stripe_customer_claims WHERE user_id = ?",
@@ -414,7 +514,26 @@ pub static SQLITE: Dialect = Dialect {
     prune_events: SQLITE_PRUNE_EVENTS,
 };
 
-const SQLITE_UPSERT_SUBSCRIPTION: &str = "INSERT INTO kavach_stripe_subscriptions (id, customer_id, user_id, status, items, price_id, current_period_end, cancel_at_period_end, cancel_at, trial_end, created, last_event_created, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, unixepoch()) ON CONFLICT (id) DO UPDATE SET user_id = COALESCE(excluded.user_id, user_id), customer_id = excluded.customer_id, status = excluded.status, items = excluded.items, price_id = excluded.price_id, current_period_end = excluded.current_period_end, cancel_at_period_end = excluded.cancel_at_period_end, cancel_at = excluded.cancel_at, trial_end = excluded.trial_end, created = excluded.created, last_event_created = excluded.last_event_created, updated_at = excluded.updated_at";
+const SQLITE_UPSERT_SUBSCRIPTION: &str = "INSERT INTO kavach_stripe_subscriptions (id, customer_id, user_id, status, items, price_id, current_period_end, cancel_at_period_end, cancel_at, trial_end, created, last_event_created, product_id, quantity, trial_start, ended_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, unixepoch()) ON CONFLICT (id) DO UPDATE SET user_id = COALESCE(excluded.user_id, user_id), customer_id = excluded.customer_id, status = excluded.status, items = excluded.items, price_id = excluded.price_id, current_period_end = excluded.current_period_end, cancel_at_period_end = excluded.cancel_at_period_end, cancel_at = excluded.cancel_at, trial_end = excluded.trial_end, created = excluded.created, last_event_created = excluded.last_event_created, product_id = excluded.product_id, quantity = excluded.quantity, trial_start = excluded.trial_start, ended_at = excluded.ended_at, updated_at = excluded.updated_at";
+
+/// One stored subscription as the billing status reads it.
+const SUBSCRIPTION_RECORD_PG: &str = "SELECT id, status, items, price_id, product_id, quantity, \
+    current_period_end, cancel_at_period_end, cancel_at, trial_start, trial_end, ended_at \
+    FROM kavach_stripe_subscriptions WHERE id = $1";
+const SUBSCRIPTION_RECORD: &str = "SELECT id, status, items, price_id, product_id, quantity, \
+    current_period_end, cancel_at_period_end, cancel_at, trial_start, trial_end, ended_at \
+    FROM kavach_stripe_subscriptions WHERE id = ?";
+const USER_HAD_TRIAL: &str = "SELECT 1 FROM kavach_stripe_subscriptions WHERE user_id = ? \
+    AND (trial_end IS NOT NULL OR trial_start IS NOT NULL) LIMIT 1";
+const READ_TRIAL_GRANT: &str =
+    "SELECT checkout_session_id, session_expires_at FROM kavach_stripe_trial_grants WHERE user_id = ?";
+const BIND_TRIAL_GRANT: &str = "UPDATE kavach_stripe_trial_grants SET checkout_session_id = ?, \
+    session_expires_at = ? WHERE user_id = ? AND checkout_session_id IS NULL";
+const RELEASE_TRIAL_CLAIM: &str =
+    "DELETE FROM kavach_stripe_trial_grants WHERE user_id = ? AND checkout_session_id IS NULL";
+const RETAKE_TRIAL_GRANT: &str =
+    "UPDATE kavach_stripe_trial_grants SET checkout_session_id = NULL, \
+    session_expires_at = NULL, granted_at = ? WHERE user_id = ? AND checkout_session_id = ?";
 
 /// The statements of the SQLite batch writer (`store::sqlite_writer`), run on
 /// the raw handle. Parameters are numbered because some repeat.
@@ -545,7 +664,8 @@ pub fn mysql_begin_and_read(customers: &str, subscriptions: &str, events: &str) 
 
 /// Upserts subscriptions, each row `(id, customer_id, user_id, status, items,
 /// price_id, current_period_end, cancel_at_period_end, cancel_at, trial_end,
-/// created, last_event_created)`, with the upsert rule of `MYSQL`.
+/// created, last_event_created, product_id, quantity, trial_start, ended_at)`,
+/// with the upsert rule of `MYSQL`.
 pub fn mysql_upsert_subscriptions(rows: &[String]) -> String {
     let values: Vec<String> = rows
         .iter()
@@ -554,13 +674,16 @@ pub fn mysql_upsert_subscriptions(rows: &[String]) -> String {
     format!(
         "INSERT INTO kavach_stripe_subscriptions (id, customer_id, user_id, status, items, \
          price_id, current_period_end, cancel_at_period_end, cancel_at, trial_end, created, \
-         last_event_created, updated_at) VALUES {} ON DUPLICATE KEY UPDATE \
+         last_event_created, product_id, quantity, trial_start, ended_at, updated_at) \
+         VALUES {} ON DUPLICATE KEY UPDATE \
          user_id = COALESCE(VALUES(user_id), user_id), customer_id = VALUES(customer_id), \
          status = VALUES(status), items = VALUES(items), price_id = VALUES(price_id), \
          current_period_end = VALUES(current_period_end), \
          cancel_at_period_end = VALUES(cancel_at_period_end), cancel_at = VALUES(cancel_at), \
          trial_end = VALUES(trial_end), created = VALUES(created), \
-         last_event_created = VALUES(last_event_created), updated_at = VALUES(updated_at)",
+         last_event_created = VALUES(last_event_created), product_id = VALUES(product_id), \
+         quantity = VALUES(quantity), trial_start = VALUES(trial_start), \
+         ended_at = VALUES(ended_at), updated_at = VALUES(updated_at)",
         values.join(", ")
     )
 }
@@ -686,7 +809,8 @@ BEGIN
             n integer, event_id text, event_type text, event_created bigint,
             subscription_id text, customer_id text, status text, items text, price_id text,
             current_period_end bigint, cancel_at_period_end boolean, cancel_at bigint,
-            trial_end bigint, created bigint, notify_lease_until bigint, received_at bigint)
+            trial_end bigint, created bigint, product_id text, quantity bigint,
+            trial_start bigint, ended_at bigint, notify_lease_until bigint, received_at bigint)
         ORDER BY r.n
     LOOP
         out_ordinal := e.n;
@@ -715,11 +839,12 @@ BEGIN
                     ELSE
                         INSERT INTO kavach_stripe_subscriptions (id, customer_id, user_id, status, items,
                                 price_id, current_period_end, cancel_at_period_end, cancel_at, trial_end,
-                                created, last_event_created, updated_at)
+                                created, last_event_created, product_id, quantity, trial_start, ended_at,
+                                updated_at)
                             VALUES (e.subscription_id, e.customer_id, v_owner, e.status, e.items,
                                 e.price_id, e.current_period_end, e.cancel_at_period_end, e.cancel_at,
-                                e.trial_end, e.created, e.event_created,
-                                CAST(EXTRACT(EPOCH FROM now()) AS BIGINT))
+                                e.trial_end, e.created, e.event_created, e.product_id, e.quantity,
+                                e.trial_start, e.ended_at, CAST(EXTRACT(EPOCH FROM now()) AS BIGINT))
                             ON CONFLICT (id) DO UPDATE SET
                                 user_id = COALESCE(EXCLUDED.user_id, kavach_stripe_subscriptions.user_id),
                                 customer_id = EXCLUDED.customer_id, status = EXCLUDED.status,
@@ -728,6 +853,8 @@ BEGIN
                                 cancel_at_period_end = EXCLUDED.cancel_at_period_end,
                                 cancel_at = EXCLUDED.cancel_at, trial_end = EXCLUDED.trial_end,
                                 created = EXCLUDED.created, last_event_created = EXCLUDED.last_event_created,
+                                product_id = EXCLUDED.product_id, quantity = EXCLUDED.quantity,
+                                trial_start = EXCLUDED.trial_start, ended_at = EXCLUDED.ended_at,
                                 updated_at = EXCLUDED.updated_at;
                         UPDATE kavach_users AS u SET
                                 stripe_subscription_id = p.id, stripe_subscription_status = p.status,

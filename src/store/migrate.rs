@@ -7,12 +7,14 @@ use sqlx::{Acquire, Connection, Row};
 
 use std::time::Duration;
 
+use super::dialect::SUBSCRIPTION_V4_COLUMNS;
 use super::server_writer::is_transient;
 use super::{DbPool, Dialect, Store, USERS_STRIPE_COLUMNS};
 use crate::error::{BillingError, BillingResult};
+use crate::events::{main_item, SubscriptionItem};
 
 /// The schema version this build of the package writes.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// Any fixed 64-bit key; it names this package's migration lock on Postgres.
 const PG_LOCK_KEY: i64 = 0x6b61_7661_6368_5354; // "kavachST"
@@ -48,9 +50,15 @@ fn failed(step: &str, error: sqlx::Error) -> MigrationFailure {
 }
 
 /// The statements that bring the schema from `from` to `SCHEMA_VERSION`, and
-/// the columns `kavach_users` lacks. Every statement is idempotent on its own,
-/// so a run interrupted half-way (MySQL DDL does not roll back) completes later.
-fn plan(sql: &Dialect, existing_columns: &[String], from: i64) -> Vec<&'static str> {
+/// the columns `kavach_users` lacks. Every statement is idempotent on its own
+/// (or runs only when its column is missing), so a run interrupted half-way
+/// (MySQL DDL does not roll back) completes later.
+fn plan(
+    sql: &Dialect,
+    existing_columns: &[String],
+    subscription_columns: &[String],
+    from: i64,
+) -> Vec<&'static str> {
     let mut statements = Vec::new();
     if existing_columns.is_empty() {
         // No kavach_users yet (a standalone database): create it whole.
@@ -74,7 +82,29 @@ fn plan(sql: &Dialect, existing_columns: &[String], from: i64) -> Vec<&'static s
     if from < 3 {
         statements.extend_from_slice(sql.migration_v3);
     }
+    if from < 4 {
+        for (i, column) in SUBSCRIPTION_V4_COLUMNS.iter().enumerate() {
+            if !subscription_columns
+                .iter()
+                .any(|c| c.eq_ignore_ascii_case(column))
+            {
+                statements.push(sql.add_subscription_column[i]);
+            }
+        }
+        statements.extend_from_slice(sql.migration_v4);
+    }
     statements
+}
+
+/// Product and quantity of the main item (`SubscriptionSnapshot::main_item`)
+/// of a row's stored items, for rows written before schema version 4.
+fn backfill_values(items: &str) -> (Option<String>, Option<i64>) {
+    let items: Vec<SubscriptionItem> = serde_json::from_str(items).unwrap_or_default();
+    let main = main_item(&items);
+    (
+        main.and_then(|i| i.product.clone()),
+        main.and_then(|i| i.quantity),
+    )
 }
 
 pub(super) async fn run(store: &Store) -> BillingResult<()> {
@@ -156,7 +186,11 @@ where
     i64: for<'r> sqlx::Decode<'r, C::Database>
         + sqlx::Type<C::Database>
         + sqlx::Encode<'static, C::Database>,
-    String: for<'r> sqlx::Decode<'r, C::Database> + sqlx::Type<C::Database>,
+    String: for<'r> sqlx::Decode<'r, C::Database>
+        + sqlx::Type<C::Database>
+        + sqlx::Encode<'static, C::Database>,
+    Option<String>: sqlx::Encode<'static, C::Database> + sqlx::Type<C::Database>,
+    Option<i64>: sqlx::Encode<'static, C::Database> + sqlx::Type<C::Database>,
     usize: sqlx::ColumnIndex<<C::Database as sqlx::Database>::Row>,
 {
     // Unnamed statements: a pooler in transaction mode may hand this client
@@ -184,12 +218,46 @@ where
         .await
         .and_then(|rows| rows.iter().map(|row| row.try_get(0)).collect())
         .map_err(|e| failed("read kavach_users columns", e))?;
-    for statement in plan(sql, &columns, version) {
+    let subscription_columns: Vec<String> = sqlx::query(sql.subscription_columns)
+        .persistent(false)
+        .fetch_all(&mut *conn)
+        .await
+        .and_then(|rows| rows.iter().map(|row| row.try_get(0)).collect())
+        .map_err(|e| failed("read kavach_stripe_subscriptions columns", e))?;
+    for statement in plan(sql, &columns, &subscription_columns, version) {
         sqlx::query(statement)
             .persistent(false)
             .execute(&mut *conn)
             .await
             .map_err(|e| failed(first_line(statement), e))?;
+    }
+    if version < 4 {
+        // Rows stored before version 4 keep their items: fill product and
+        // quantity from them, by the rule the writers use.
+        let rows: Vec<(String, String)> = sqlx::query(sql.backfill_select)
+            .persistent(false)
+            .fetch_all(&mut *conn)
+            .await
+            .and_then(|rows| {
+                rows.iter()
+                    .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+                    .collect()
+            })
+            .map_err(|e| failed("read subscriptions to fill", e))?;
+        for (id, items) in rows {
+            let (product, quantity) = backfill_values(&items);
+            if product.is_none() && quantity.is_none() {
+                continue;
+            }
+            sqlx::query(sql.backfill_update)
+                .persistent(false)
+                .bind(product)
+                .bind(quantity)
+                .bind(id)
+                .execute(&mut *conn)
+                .await
+                .map_err(|e| failed("fill product and quantity", e))?;
+        }
     }
     if version < SCHEMA_VERSION {
         sqlx::query(sql.record_schema_version)
@@ -218,7 +286,7 @@ mod tests {
     #[test]
     fn plan_adds_only_missing_columns() {
         let existing: Vec<String> = vec!["id".into(), "email".into(), "stripe_customer_id".into()];
-        let statements = plan(&SQLITE, &existing, SCHEMA_VERSION);
+        let statements = plan(&SQLITE, &existing, &[], SCHEMA_VERSION);
         assert!(!statements
             .iter()
             .any(|s| s.contains("ADD COLUMN stripe_customer_id")));
@@ -226,16 +294,51 @@ mod tests {
             .iter()
             .any(|s| s.contains("ADD COLUMN stripe_price_id")));
         let all: Vec<String> = USERS_STRIPE_COLUMNS.iter().map(|c| c.to_string()).collect();
-        assert!(plan(&POSTGRES, &all, SCHEMA_VERSION).is_empty());
+        assert!(plan(&POSTGRES, &all, &[], SCHEMA_VERSION).is_empty());
         assert_eq!(
-            plan(&POSTGRES, &[], SCHEMA_VERSION)[0],
+            plan(&POSTGRES, &[], &[], SCHEMA_VERSION)[0],
             POSTGRES.create_users_table
         );
     }
 
     #[test]
+    fn version_4_adds_only_missing_subscription_columns() {
+        let users: Vec<String> = USERS_STRIPE_COLUMNS.iter().map(|c| c.to_string()).collect();
+        let half: Vec<String> = vec!["id".into(), "product_id".into(), "QUANTITY".into()];
+        let statements = plan(&MYSQL, &users, &half, 3);
+        assert!(!statements
+            .iter()
+            .any(|s| s.contains("ADD COLUMN product_id")));
+        assert!(!statements.iter().any(|s| s.contains("ADD COLUMN quantity")));
+        assert!(statements
+            .iter()
+            .any(|s| s.contains("ADD COLUMN trial_start")));
+        assert!(statements.iter().any(|s| s.contains("ADD COLUMN ended_at")));
+        assert!(statements
+            .iter()
+            .any(|s| s.contains("CREATE TABLE IF NOT EXISTS kavach_stripe_trial_grants")));
+        let all: Vec<String> = SUBSCRIPTION_V4_COLUMNS
+            .iter()
+            .map(|c| c.to_string())
+            .collect();
+        assert!(!plan(&MYSQL, &users, &all, 3)
+            .iter()
+            .any(|s| s.contains("ADD COLUMN")));
+    }
+
+    #[test]
+    fn the_backfill_takes_the_main_item() {
+        let items = r#"[{"price":"p1","product":"prod_1","quantity":1,"current_period_end":10},
+            {"price":"p2","product":"prod_2","quantity":3,"current_period_end":20},
+            {"price":"p3","product":"prod_3","quantity":4,"current_period_end":20}]"#;
+        assert_eq!(backfill_values(items), (Some("prod_2".into()), Some(3)));
+        assert_eq!(backfill_values("[]"), (None, None));
+        assert_eq!(backfill_values("not json"), (None, None));
+    }
+
+    #[test]
     fn sqlite_adds_a_unique_index_after_the_customer_column() {
-        let statements = plan(&SQLITE, &["id".to_owned()], SCHEMA_VERSION);
+        let statements = plan(&SQLITE, &["id".to_owned()], &[], SCHEMA_VERSION);
         let add = statements
             .iter()
             .position(|s| s.contains("ADD COLUMN stripe_customer_id"))

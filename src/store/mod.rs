@@ -57,9 +57,11 @@ macro_rules! dispatch {
 
 mod ledger;
 mod subscriptions;
+mod trials;
 
 pub use ledger::{Claim, EventState};
-pub use subscriptions::{ApplyOutcome, SubscriptionChange, SubscriptionWrite};
+pub use subscriptions::{ApplyOutcome, SubscriptionChange, SubscriptionRecord, SubscriptionWrite};
+pub use trials::TrialGrant;
 
 /// Opens a write transaction. SQLite takes the write lock up front
 /// (`BEGIN IMMEDIATE`), so concurrent writers wait for the busy timeout

@@ -296,6 +296,10 @@ fn write_statements(state: &BatchState<'_>) -> Vec<String> {
                     mysql_int(snapshot.trial_end),
                     mysql_int(Some(snapshot.created)),
                     mysql_int(Some(upsert.write.event_created)),
+                    mysql_optional_text(main.and_then(|i| i.product.as_deref())),
+                    mysql_int(main.and_then(|i| i.quantity)),
+                    mysql_int(snapshot.trial_start),
+                    mysql_int(snapshot.ended_at),
                 ]
                 .join(", ")
             })

@@ -30,6 +30,10 @@ struct BatchEvent<'a> {
     cancel_at: Option<i64>,
     trial_end: Option<i64>,
     created: i64,
+    product_id: Option<&'a str>,
+    quantity: Option<i64>,
+    trial_start: Option<i64>,
+    ended_at: Option<i64>,
     notify_lease_until: Option<i64>,
     received_at: i64,
 }
@@ -60,6 +64,10 @@ pub(super) fn batch_document(writes: &[&SubscriptionEventWrite]) -> Result<Strin
                 cancel_at: snapshot.cancel_at,
                 trial_end: snapshot.trial_end,
                 created: snapshot.created,
+                product_id: main.and_then(|i| i.product.as_deref()),
+                quantity: main.and_then(|i| i.quantity),
+                trial_start: snapshot.trial_start,
+                ended_at: snapshot.ended_at,
                 notify_lease_until: write.notify_lease_until,
                 received_at: write.received_at,
             })

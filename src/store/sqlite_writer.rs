@@ -356,6 +356,10 @@ fn apply_event(
             snapshot.trial_end.into(),
             Param::Int(snapshot.created),
             Param::Int(write.event_created),
+            main.and_then(|i| i.product.as_deref()).into(),
+            main.and_then(|i| i.quantity).into(),
+            snapshot.trial_start.into(),
+            snapshot.ended_at.into(),
         ],
     )?;
     let changed = connection.run(sql.write_projection, &[Param::Text(&user_id)], |_| {})? > 0;
@@ -478,7 +482,9 @@ mod tests {
                 }],
                 cancel_at_period_end: step.cancel_at_period_end,
                 cancel_at: step.cancel_at,
+                trial_start: None,
                 trial_end: None,
+                ended_at: None,
                 created: step.created,
                 metadata_user_id: None,
             },

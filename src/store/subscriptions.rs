@@ -8,7 +8,8 @@ use sqlx::Row;
 use super::{BeginWrite, DbPool, Store, UserRecord};
 use crate::error::{BillingError, BillingResult};
 use crate::events::{
-    decide, project, Ordering, Projection, StoredSubscription, SubscriptionSnapshot,
+    decide, project, Ordering, Projection, StoredSubscription, SubscriptionItem,
+    SubscriptionSnapshot,
 };
 use crate::store::EventState;
 
@@ -57,6 +58,23 @@ impl ApplyOutcome {
     }
 }
 
+/// One stored subscription, whole: what the billing status reads.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SubscriptionRecord {
+    pub id: String,
+    pub status: String,
+    pub items: Vec<SubscriptionItem>,
+    pub price_id: Option<String>,
+    pub product_id: Option<String>,
+    pub quantity: Option<i64>,
+    pub current_period_end: Option<i64>,
+    pub cancel_at_period_end: bool,
+    pub cancel_at: Option<i64>,
+    pub trial_start: Option<i64>,
+    pub trial_end: Option<i64>,
+    pub ended_at: Option<i64>,
+}
+
 /// The stored row's ordering facts.
 #[derive(Debug, Clone)]
 pub struct StoredFacts {
@@ -96,6 +114,40 @@ impl Store {
                 .transpose()?
         });
         Ok(facts)
+    }
+
+    /// A stored subscription by id, read without a lock.
+    pub async fn subscription_record(
+        &self,
+        subscription_id: &str,
+    ) -> BillingResult<Option<SubscriptionRecord>> {
+        let record = dispatch!(self, pool => {
+            sqlx::query(self.sql.select_subscription_record)
+                .bind(subscription_id)
+                .fetch_optional(pool)
+                .await?
+                .map(|row| -> Result<SubscriptionRecord, sqlx::Error> {
+                    let items: String = row.try_get(2)?;
+                    Ok(SubscriptionRecord {
+                        id: row.try_get(0)?,
+                        status: row.try_get(1)?,
+                        // Written by this package from parsed items; a row
+                        // edited by hand to something else reads as no items.
+                        items: serde_json::from_str(&items).unwrap_or_default(),
+                        price_id: row.try_get(3)?,
+                        product_id: row.try_get(4)?,
+                        quantity: row.try_get(5)?,
+                        current_period_end: row.try_get(6)?,
+                        cancel_at_period_end: row.try_get(7)?,
+                        cancel_at: row.try_get(8)?,
+                        trial_start: row.try_get(9)?,
+                        trial_end: row.try_get(10)?,
+                        ended_at: row.try_get(11)?,
+                    })
+                })
+                .transpose()?
+        });
+        Ok(record)
     }
 
     pub async fn apply_subscription(
@@ -157,6 +209,10 @@ impl Store {
                             .bind(snapshot.trial_end)
                             .bind(snapshot.created)
                             .bind(Some(last.map_or(write.event_created, |l| l.max(write.event_created))))
+                            .bind(main.and_then(|i| i.product.clone()))
+                            .bind(main.and_then(|i| i.quantity))
+                            .bind(snapshot.trial_start)
+                            .bind(snapshot.ended_at)
                             .execute(&mut *tx)
                             .await?;
                     }

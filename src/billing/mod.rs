@@ -1,6 +1,10 @@
 //! The billing service: the operations behind `api` and the endpoints, on top
 //! of the store and the Stripe client.
 
+pub mod plans;
+pub mod status;
+mod trial;
+
 use std::sync::atomic::{AtomicI64, Ordering as AtomicOrdering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,10 +23,13 @@ use crate::events::{
 };
 use crate::origin::parse_http_url;
 use crate::store::{
-    DatabaseOptions, DatabaseSource, Store, SubscriptionEventWrite, UserRecord, WriteOutcome,
+    DatabaseOptions, DatabaseSource, Store, SubscriptionEventWrite, SubscriptionRecord, UserRecord,
+    WriteOutcome,
 };
 use crate::stripe::{derived_idempotency_key, random_idempotency_key, FormBody, StripeClient};
 use crate::webhook::{parse_event, EventEnvelope};
+use plans::{plan_for_price, plan_named, plan_view, Plan, PlanView};
+use status::{billing_status, matches_filter, BillingStatus, SubscriptionFilter};
 
 /// Answers one verified webhook payload: the response body, or the error.
 pub type EventReply = Box<dyn FnOnce(BillingResult<Value>) + Send>;
@@ -38,7 +45,7 @@ pub const DEFAULT_SUCCESS_PATH: &str = "/billing/success?session_id={CHECKOUT_SE
 pub const DEFAULT_CANCEL_PATH: &str = "/billing/cancel";
 
 /// The user's subscription as projected onto `kavach_users`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SubscriptionView {
     pub id: String,
@@ -47,6 +54,8 @@ pub struct SubscriptionView {
     /// Unix seconds.
     pub current_period_end: Option<i64>,
     pub cancel_at_period_end: bool,
+    /// The configured plan of `price_id`, if any.
+    pub plan: Option<PlanView>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -54,6 +63,15 @@ pub struct SubscriptionView {
 pub struct CheckoutSession {
     pub url: String,
     pub session_id: String,
+    /// Whether the session carries a free trial (false also when none was asked).
+    pub trial_granted: bool,
+}
+
+/// What a checkout sells: a price, or a configured plan (monthly or annual).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PriceChoice {
+    Price(String),
+    Plan { name: String, annual: bool },
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -231,13 +249,103 @@ impl BillingService {
 
     pub async fn get_subscription(&self, user_id: &str) -> BillingResult<Option<SubscriptionView>> {
         let user = self.user(user_id).await?;
-        Ok(subscription_view(&user))
+        Ok(subscription_view(&user, &self.config.plans))
+    }
+
+    /// The user's projected subscription as stored, whole. A projection with
+    /// no row of ours (written by kavachOS's own plugin before this one) is
+    /// read from the user's columns.
+    async fn projected_record(
+        &self,
+        user: &UserRecord,
+    ) -> BillingResult<Option<SubscriptionRecord>> {
+        let Some(id) = &user.stripe_subscription_id else {
+            return Ok(None);
+        };
+        if let Some(record) = self.store.subscription_record(id).await? {
+            return Ok(Some(record));
+        }
+        Ok(Some(SubscriptionRecord {
+            id: id.clone(),
+            status: user.stripe_subscription_status.clone().unwrap_or_default(),
+            price_id: user.stripe_price_id.clone(),
+            current_period_end: user.stripe_current_period_end,
+            cancel_at_period_end: user.stripe_cancel_at_period_end,
+            ..SubscriptionRecord::default()
+        }))
+    }
+
+    /// `getBillingStatus`: from stored state only, never a call to Stripe.
+    pub async fn billing_status(&self, user_id: &str) -> BillingResult<BillingStatus> {
+        let user = self.user(user_id).await?;
+        let record = self.projected_record(&user).await?;
+        Ok(billing_status(
+            record.as_ref(),
+            &self.config.plans,
+            self.config.past_due_is_active,
+            chrono::Utc::now().timestamp(),
+        ))
+    }
+
+    /// `hasActiveSubscription`: active, and holding what the filter names.
+    pub async fn has_active_subscription(
+        &self,
+        user_id: &str,
+        filter: &SubscriptionFilter,
+    ) -> BillingResult<bool> {
+        for (name, id) in [
+            ("priceId", &filter.price_id),
+            ("productId", &filter.product_id),
+        ] {
+            if id.as_deref().is_some_and(|id| !is_stripe_id(id)) {
+                return Err(BillingError::invalid_argument(name, "must be a Stripe id"));
+            }
+        }
+        if let Some(plan) = &filter.plan {
+            plan_named(&self.config.plans, plan)?;
+        }
+        let user = self.user(user_id).await?;
+        let Some(record) = self.projected_record(&user).await? else {
+            return Ok(false);
+        };
+        let active = status::is_active_status(&record.status, self.config.past_due_is_active);
+        Ok(active && matches_filter(&record, filter, &self.config.plans))
+    }
+
+    /// The price a checkout sells and the plan it belongs to.
+    fn resolve_price(&self, choice: &PriceChoice) -> BillingResult<(String, Option<&Plan>)> {
+        match choice {
+            PriceChoice::Price(price_id) => {
+                if !is_stripe_id(price_id) {
+                    return Err(BillingError::invalid_argument(
+                        "priceId",
+                        "must be a Stripe price id",
+                    ));
+                }
+                let plan = plan_for_price(&self.config.plans, price_id).map(|(plan, _)| plan);
+                Ok((price_id.clone(), plan))
+            }
+            PriceChoice::Plan { name, annual } => {
+                let plan = plan_named(&self.config.plans, name)?;
+                let price_id = if *annual {
+                    plan.annual_price_id.clone().ok_or_else(|| {
+                        BillingError::invalid_argument(
+                            "annual",
+                            "cannot be used: this plan has no annualPriceId",
+                        )
+                    })?
+                } else {
+                    plan.price_id.clone()
+                };
+                Ok((price_id, Some(plan)))
+            }
+        }
     }
 
     pub async fn create_checkout_session(
         &self,
         user_id: &str,
-        price_id: &str,
+        choice: &PriceChoice,
         options: &CheckoutOptions,
     ) -> BillingResult<CheckoutSession> {
         // Checked in this order: the user, the customer, then the arguments;
@@ -246,12 +354,8 @@ impl BillingService {
         if user.stripe_customer_id.is_none() && !self.config.auto_create_customer {
             return Err(BillingError::NoCustomer);
         }
-        if !is_stripe_id(price_id) {
-            return Err(BillingError::invalid_argument(
-                "priceId",
-                "must be a Stripe price id",
-            ));
-        }
+        let (price_id, plan) = self.resolve_price(choice)?;
+        let price_id = price_id.as_str();
         let success_url = self.redirect_url(
             "successUrl",
             options.success_url.as_deref(),
@@ -271,9 +375,15 @@ impl BillingService {
             }
         }
         check_metadata(&options.metadata)?;
-        if subscription_view(&user).is_some_and(|s| is_live(&s.status)) {
+        if user
+            .stripe_subscription_status
+            .as_deref()
+            .is_some_and(|status| user.stripe_subscription_id.is_some() && is_live(status))
+        {
             return Err(BillingError::SubscriptionActive);
         }
+        // The app's own `trialDays` wins over the plan's.
+        let trial_days = options.trial_days.or(plan.and_then(|p| p.trial_days));
         let customer_id = match &user.stripe_customer_id {
             Some(id) => id.clone(),
             None => {
@@ -295,7 +405,11 @@ impl BillingService {
                 format!("subscription_data[metadata][{USER_ID_METADATA_KEY}]"),
                 user.id.as_str(),
             );
-        if let Some(days) = options.trial_days {
+        let trial = match trial_days {
+            Some(days) => self.grant_trial(&user.id).await?.map(|claim| (days, claim)),
+            None => None,
+        };
+        if let Some((days, _)) = trial {
             form.push("subscription_data[trial_period_days]", days.to_string());
         }
         form.push_map(
@@ -310,16 +424,39 @@ impl BillingService {
             user.id.as_str(),
         );
 
-        let session = self
-            .stripe
-            .post("/v1/checkout/sessions", &form, &random_idempotency_key())
-            .await?;
-        let session_id = string_field(&session, "id")?;
-        let url = string_field(&session, "url")?;
+        let created = async {
+            let session = self
+                .stripe
+                .post("/v1/checkout/sessions", &form, &random_idempotency_key())
+                .await?;
+            Ok::<_, BillingError>((
+                string_field(&session, "id")?,
+                string_field(&session, "url")?,
+                session.get("expires_at").and_then(Value::as_i64),
+            ))
+        }
+        .await;
+        let (session_id, url, expires_at) = match created {
+            Ok(created) => created,
+            Err(error) => {
+                if let Some((_, claim)) = &trial {
+                    self.give_back_trial(&user.id, claim).await;
+                }
+                return Err(error);
+            }
+        };
+        if let Some((_, claim)) = &trial {
+            self.bind_trial(&user.id, claim, &session_id, expires_at)
+                .await;
+        }
         self.store
             .record_checkout_session(&session_id, &user.id)
             .await?;
-        Ok(CheckoutSession { url, session_id })
+        Ok(CheckoutSession {
+            url,
+            session_id,
+            trial_granted: trial.is_some(),
+        })
     }
 
     pub async fn create_portal_session(
@@ -592,7 +729,7 @@ fn check_metadata(metadata: &[(String, String)]) -> BillingResult<()> {
 }
 
 /// The user's projected subscription, from the row's six columns.
-pub fn subscription_view(user: &UserRecord) -> Option<SubscriptionView> {
+pub fn subscription_view(user: &UserRecord, plans: &[Plan]) -> Option<SubscriptionView> {
     let id = user.stripe_subscription_id.clone()?;
     Some(SubscriptionView {
         id,
@@ -600,6 +737,7 @@ pub fn subscription_view(user: &UserRecord) -> Option<SubscriptionView> {
         price_id: user.stripe_price_id.clone(),
         current_period_end: user.stripe_current_period_end,
         cancel_at_period_end: user.stripe_cancel_at_period_end,
+        plan: plan_view(plans, user.stripe_price_id.as_deref()),
     })
 }
 
