@@ -1,4 +1,4 @@
-// A catalogue of hostile and broken requests through the four endpoints: each
+// A catalogue of hostile and broken requests through the five endpoints: each
 // gets its exact status and code; afterwards the process is alive, nothing was
 // written, and the next valid request succeeds.
 import { after, before, test } from 'node:test'
@@ -86,12 +86,20 @@ const catalogue = () => [
   ['checkout: a metadata value that is an object', checkout({ priceId: 'price_basic', metadata: { campaign: { $gt: '' } } }), 400, 'invalid_argument'],
   ['checkout: an unknown field (customer)', checkout({ priceId: 'price_basic', customer: 'cus_bob' }), 400, 'invalid_argument'],
   ['checkout: a 100 KB body', checkout({ priceId: 'price_basic', pad: 'x'.repeat(100 * 1024) }), 413, 'payload_too_large'],
+  ['checkout: a plan when no plans are configured', checkout({ plan: 'pro' }), 400, 'invalid_argument'],
+  ['checkout: a plan that is an object', checkout({ plan: { $ne: null } }), 400, 'invalid_argument'],
+  ['checkout: a plan and a priceId together', checkout({ plan: 'pro', priceId: 'price_basic' }), 400, 'invalid_argument'],
+  ['checkout: annual with a priceId', checkout({ priceId: 'price_basic', annual: true }), 400, 'invalid_argument'],
+  ['checkout: annual as a string', checkout({ plan: 'pro', annual: 'true' }), 400, 'invalid_argument'],
   ['portal: no returnUrl', portal({}), 400, 'invalid_argument'],
   ['portal: a foreign returnUrl', portal({ returnUrl: 'https://evil.example/' }), 400, 'invalid_argument'],
   ["portal: another user's customer", portal({ returnUrl: 'https://app.example/', customer: 'cus_alice' }, 'bob'), 400, 'invalid_argument'],
   ['portal: a user with no customer', portal({ returnUrl: 'https://app.example/' }, 'bob'), 409, 'no_customer'],
   ['portal: invalid JSON', portal('nope'), 400, 'invalid_json'],
   ['subscription: no user', request('/auth/stripe/subscription', { method: 'GET', user: null }), 401, 'unauthenticated'],
+  ['status: no user', request('/auth/stripe/status', { method: 'GET', user: null }), 401, 'unauthenticated'],
+  ['status: a user id carrying SQL', request('/auth/stripe/status', { method: 'GET', user: "alice' OR '1'='1" }), 404, 'user_not_found'],
+  ['status: POST instead of GET', request('/auth/stripe/status', { body: '{}' }), null, null],
   ['subscription: a user id carrying SQL', request('/auth/stripe/subscription', { method: 'GET', user: "alice' OR '1'='1" }), 404, 'user_not_found'],
   ['subscription: a non-ASCII user id', request('/auth/stripe/subscription', { method: 'GET', user: 'üsér\u00ff' }), 404, 'user_not_found'],
   ['subscription: a 10,000-character user id (the message repeats 100)', request('/auth/stripe/subscription', { method: 'GET', user: 'u'.repeat(10000) }), 404, 'user_not_found'],

@@ -28,7 +28,7 @@ function configError(options) {
   return null
 }
 
-test('plans: invalid entries throw invalid_config naming the field', () => {
+function checkPlansValidation() {
   const cases = [
     [{ plans: 'pro' }, 'plans'],
     [{ plans: [] }, 'plans'],
@@ -54,7 +54,7 @@ test('plans: invalid entries throw invalid_config naming the field', () => {
     assert.ok(error.message.includes(field), `${JSON.stringify(options)}: ${error.message} should name ${field}`)
   }
   assert.equal(configError({ plans: PLANS, pastDueIsActive: false, oneTrialPerUser: false }), null)
-})
+}
 
 for (const kind of DATABASE_KINDS) {
   describe(`plans and billing status on ${kind}`, async () => {
@@ -116,6 +116,11 @@ for (const kind of DATABASE_KINDS) {
       await api?.close()
       await fake?.close()
       await db?.close()
+    })
+
+    test('plans: invalid entries throw invalid_config naming the field', { skip: !db }, () => {
+      checkPlansValidation()
+      assert.throws(() => stripe({ secretKey: KEY, database: db.config, plans: [{ name: 'x', priceId: 'price x' }] }), { code: 'invalid_config' })
     })
 
     test('the endpoint checks out by plan, by annual plan and by a plan price, with the plan trial', { skip: !db }, async () => {

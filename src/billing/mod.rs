@@ -439,7 +439,10 @@ impl BillingService {
         let (session_id, url, expires_at) = match created {
             Ok(created) => created,
             Err(error) => {
-                if let Some((_, claim)) = &trial {
+                // Only a refusal (4xx) proves no session exists; after a 5xx
+                // or no answer one may, so its trial stays taken.
+                let refused = matches!(&error, BillingError::StripeApi(e) if (400..500).contains(&e.status_code));
+                if let (Some((_, claim)), true) = (&trial, refused) {
                     self.give_back_trial(&user.id, claim).await;
                 }
                 return Err(error);

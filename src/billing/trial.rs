@@ -90,7 +90,7 @@ impl BillingService {
         }
     }
 
-    /// The session was not created: the trial is the user's again.
+    /// Stripe refused the session: the trial is the user's again.
     pub(super) async fn give_back_trial(&self, user_id: &str, claim: &TrialClaim) {
         if *claim == TrialClaim::Recorded {
             let _ = self.store.release_trial_claim(user_id).await;
