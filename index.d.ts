@@ -11,6 +11,12 @@ export type KavachStripeErrorCode =
   | 'no_customer'
   | 'invalid_argument'
   | 'subscription_active'
+  | 'no_subscription'
+  | 'subscription_ended'
+  | 'subscription_paused'
+  | 'unsupported_media_type'
+  | 'rate_limited'
+  | 'checkout_session_not_found'
   | 'customer_creation_in_progress'
   | 'unauthenticated'
   | 'invalid_json'
@@ -187,6 +193,10 @@ export interface StripePluginOptions {
   maxClientTrialDays?: number
   /** Metadata keys a client may set on a checkout; default none. */
   clientMetadataKeys?: readonly string[]
+  /** Whether `POST /auth/stripe/cancel` accepts `{ immediately: true }`; default false (at period end only). */
+  clientCancelImmediately?: boolean
+  /** Lets clients send `quantity` to `POST /auth/stripe/change-plan`, from 1 to `max`; default: no client quantity. */
+  clientQuantity?: { max: number }
   /** Days handled event ids stay in the ledger (pruned hourly); default 30, 0 keeps them forever, else at least 3. */
   eventRetentionDays?: number
   /**
@@ -222,6 +232,44 @@ export interface PortalSession {
   url: string
 }
 
+/** `changePlan` / `previewPlanChange`: a `priceId`, or a configured `plan` (with `annual`). */
+export interface PlanChangeOptions {
+  priceId?: string
+  plan?: string
+  annual?: boolean
+  /** Default: the item's current quantity. */
+  quantity?: number
+  /** Default `always_invoice`: the difference is charged (or credited) now. */
+  prorationBehavior?: 'always_invoice' | 'create_prorations' | 'none'
+  /** Unix seconds; pass `previewPlanChange`'s `prorationDate` to be charged what was previewed. */
+  prorationDate?: number
+  /** Act on this subscription (it must be the user's) instead of the projected one. */
+  subscriptionId?: string
+}
+
+/** A plan change held until its invoice is paid (`payment_behavior=pending_if_incomplete`). */
+export interface PendingPlanChange {
+  invoiceId: string | null
+  hostedInvoiceUrl: string | null
+  /** After it Stripe drops the change and the old plan simply continues. */
+  expiresAt: Date | null
+}
+
+export interface PlanChangeResult {
+  /** The subscription as stored after the call (the old plan while `pending`). */
+  subscription: Subscription
+  pending: PendingPlanChange | null
+}
+
+export interface PlanChangePreview {
+  /** Minor units, what `changePlan` would charge now. */
+  amountDue: number
+  currency: string
+  /** Unix seconds. */
+  prorationDate: number
+  lines: { description: string | null; amount: number; proration: boolean; priceId: string | null }[]
+}
+
 /** `kavach.plugins.getContext().stripe`. */
 export interface StripeBillingApi {
   createCustomer(userId: string, email: string, name?: string): Promise<string>
@@ -238,6 +286,16 @@ export interface StripeBillingApi {
   getBillingStatus(userId: string): Promise<BillingStatus>
   /** `getBillingStatus(userId).active`, narrowed by price, product or plan. An unknown plan is `invalid_argument`. */
   hasActiveSubscription(userId: string, filter?: SubscriptionFilter): Promise<boolean>
+  /** New price on the existing item; a failed payment leaves the old plan (`pending`). Stored at once. */
+  changePlan(userId: string, change: PlanChangeOptions): Promise<PlanChangeResult>
+  /** What `changePlan` with the same arguments would invoice now; changes nothing. */
+  previewPlanChange(userId: string, change: PlanChangeOptions): Promise<PlanChangePreview>
+  /** At period end by default; `immediately` ends it now. */
+  cancelSubscription(userId: string, options?: { immediately?: boolean; subscriptionId?: string }): Promise<Subscription>
+  /** Undoes a scheduled cancellation; one not scheduled is returned unchanged. */
+  resumeSubscription(userId: string, options?: { subscriptionId?: string }): Promise<Subscription>
+  /** Stores the customer's subscriptions from Stripe; with `sessionId`, links the checkout's customer first. */
+  syncSubscription(userId: string, options?: { sessionId?: string }): Promise<Subscription | null>
   /** Closes the database pool; the instance is unusable afterwards. */
   close(): Promise<void>
 }
@@ -256,7 +314,7 @@ export interface KavachPluginEndpointLike {
   method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE'
   path: string
   handler(request: Request, ctx: KavachEndpointContextLike): Promise<Response>
-  metadata?: { requireAuth?: boolean; description?: string }
+  metadata?: { requireAuth?: boolean; description?: string; rateLimit?: { window: number; max: number } }
 }
 
 export interface KavachStripePlugin {
@@ -280,7 +338,7 @@ export interface StandaloneUser {
 }
 
 export interface StripeBilling extends StripeBillingApi {
-  /** Answers the five endpoints under `basePath`; `null` when the request is not one of them. */
+  /** Answers the package's endpoints under `basePath`; `null` when the request is not one of them. */
   handleRequest(request: Request, basePath?: string): Promise<Response | null>
   /** Creates or updates a `kavach_users` row (standalone deployments own that table). */
   upsertUser(user: StandaloneUser): Promise<void>

@@ -157,6 +157,12 @@ function billingApi(billing) {
     }),
     getSubscription: async (userId) => (await callAsync(() => billing.getSubscription(userId))) ?? null,
     getBillingStatus: (userId) => callAsync(() => billing.getBillingStatus(userId)),
+    changePlan: (userId, change) => callAsync(() => billing.changePlan(userId, change)),
+    previewPlanChange: (userId, change) => callAsync(() => billing.previewPlanChange(userId, change)),
+    cancelSubscription: (userId, options) => callAsync(() => billing.cancelSubscription(userId, options)),
+    resumeSubscription: (userId, options) => callAsync(() => billing.resumeSubscription(userId, options)),
+    syncSubscription: async (userId, options) =>
+      (await callAsync(() => billing.syncSubscription(userId, options))) ?? null,
     hasActiveSubscription: (userId, filter) => callAsync(() => billing.hasActiveSubscription(userId, filter)),
     close: () => callAsync(() => billing.close()),
   }
@@ -183,7 +189,11 @@ function stripe(options) {
         ctx.addEndpoint({
           method: endpoint.method,
           path: endpoint.path,
-          metadata: { requireAuth: endpoint.requireAuth, description: endpoint.description },
+          metadata: {
+            requireAuth: endpoint.requireAuth,
+            description: endpoint.description,
+            ...(endpoint.rateLimit ? { rateLimit: endpoint.rateLimit } : {}),
+          },
           handler: endpoint.isWebhook
             ? (request) => handleWebhook(webhook, endpoint, request)
             : (request, endpointCtx) => handleEndpoint(billing, endpoint, request, (r) => endpointCtx.getUser(r)),

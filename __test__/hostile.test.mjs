@@ -1,4 +1,4 @@
-// A catalogue of hostile and broken requests through the five endpoints: each
+// A catalogue of hostile and broken requests through the endpoints: each
 // gets its exact status and code; afterwards the process is alive, nothing was
 // written, and the next valid request succeeds.
 import { after, before, test } from 'node:test'
@@ -26,8 +26,9 @@ const request = (route, { method = 'POST', body, headers = {}, user = 'alice' } 
   new Request(`https://app.example/api${route}`, { method, body, headers: { ...(user === null ? {} : { 'x-user': user }), ...headers }, duplex: 'half' })
 const webhook = (body, header, extra = {}) => request('/auth/stripe/webhook', { body, headers: { ...(header === undefined ? {} : { 'stripe-signature': header }), ...extra }, user: null })
 const signed = (body, secret = SECRET, t = now()) => webhook(body, signature(body, secret, t))
-const checkout = (body, user = 'alice') => request('/auth/stripe/checkout', { body: typeof body === 'string' ? body : JSON.stringify(body), user })
-const portal = (body, user = 'alice') => request('/auth/stripe/portal', { body: typeof body === 'string' ? body : JSON.stringify(body), user })
+const JSON_TYPE = { 'content-type': 'application/json' }
+const checkout = (body, user = 'alice') => request('/auth/stripe/checkout', { body: typeof body === 'string' ? body : JSON.stringify(body), user, headers: JSON_TYPE })
+const portal = (body, user = 'alice') => request('/auth/stripe/portal', { body: typeof body === 'string' ? body : JSON.stringify(body), user, headers: JSON_TYPE })
 const validEvent = (overrides = {}) => JSON.stringify({ ...event('customer.subscription.updated', subscription({ id: 'sub_h', customer: 'cus_alice' })), ...overrides })
 const streamOf = (bytes) => new ReadableStream({ start(c) { for (let i = 0; i < bytes; i += 65536) c.enqueue(new Uint8Array(Math.min(65536, bytes - i))); c.close() } })
 const nested = (depth) => '['.repeat(depth) + ']'.repeat(depth)
@@ -91,6 +92,15 @@ const catalogue = () => [
   ['checkout: a plan and a priceId together', checkout({ plan: 'pro', priceId: 'price_basic' }), 400, 'invalid_argument'],
   ['checkout: annual with a priceId', checkout({ priceId: 'price_basic', annual: true }), 400, 'invalid_argument'],
   ['checkout: annual as a string', checkout({ plan: 'pro', annual: 'true' }), 400, 'invalid_argument'],
+  ['checkout: a form body (a cross-site form post)', request('/auth/stripe/checkout', { body: 'priceId=price_basic', headers: { 'content-type': 'application/x-www-form-urlencoded' } }), 415, 'unsupported_media_type'],
+  ['checkout: JSON sent as text/plain (no CORS preflight)', request('/auth/stripe/checkout', { body: JSON.stringify({ priceId: 'price_basic' }), headers: { 'content-type': 'text/plain' } }), 415, 'unsupported_media_type'],
+  ['cancel: a bodiless cross-site POST', request('/auth/stripe/cancel', {}), 415, 'unsupported_media_type'],
+  ['sync: a multipart form', request('/auth/stripe/sync', { body: '--x\r\n\r\n--x--', headers: { 'content-type': 'multipart/form-data; boundary=x' } }), 415, 'unsupported_media_type'],
+  ['change-plan: no subscription', request('/auth/stripe/change-plan', { body: JSON.stringify({ priceId: 'price_basic' }), headers: JSON_TYPE }), 409, 'no_subscription'],
+  ['change-plan: a client quantity', request('/auth/stripe/change-plan', { body: JSON.stringify({ priceId: 'price_basic', quantity: 1000 }), headers: JSON_TYPE }), 400, 'invalid_argument'],
+  ['cancel: immediately from a client', request('/auth/stripe/cancel', { body: JSON.stringify({ immediately: true }), headers: JSON_TYPE }), 400, 'invalid_argument'],
+  ['resume: an unknown field', request('/auth/stripe/resume', { body: JSON.stringify({ subscriptionId: 'sub_bob' }), headers: JSON_TYPE }), 400, 'invalid_argument'],
+  ["sync: another user's checkout session", request('/auth/stripe/sync', { body: JSON.stringify({ sessionId: 'cs_test_not_alices' }), headers: JSON_TYPE }), 404, 'checkout_session_not_found'],
   ['portal: no returnUrl', portal({}), 400, 'invalid_argument'],
   ['portal: a foreign returnUrl', portal({ returnUrl: 'https://evil.example/' }), 400, 'invalid_argument'],
   ["portal: another user's customer", portal({ returnUrl: 'https://app.example/', customer: 'cus_alice' }, 'bob'), 400, 'invalid_argument'],

@@ -48,7 +48,7 @@ for (const kind of DATABASE_KINDS) {
       await db?.close()
     })
 
-    test('init registers exactly the five endpoints and returns the api', { skip: !db }, async () => {
+    test('init registers exactly the package endpoints and returns the api', { skip: !db }, async () => {
       const h = await host()
       assert.deepEqual(
         h.endpoints.map((e) => [e.method, e.path, e.metadata.requireAuth]),
@@ -57,11 +57,20 @@ for (const kind of DATABASE_KINDS) {
           ['POST', '/auth/stripe/portal', true],
           ['GET', '/auth/stripe/subscription', true],
           ['GET', '/auth/stripe/status', true],
+          ['POST', '/auth/stripe/change-plan', true],
+          ['POST', '/auth/stripe/cancel', true],
+          ['POST', '/auth/stripe/resume', true],
+          ['POST', '/auth/stripe/sync', true],
           ['POST', '/auth/stripe/webhook', false],
         ],
       )
+      assert.deepEqual(
+        h.endpoints.filter((e) => e.metadata.rateLimit).map((e) => [e.path, e.metadata.rateLimit]),
+        [['/auth/stripe/sync', { window: 60, max: 30 }]],
+        'sync calls Stripe on every request: the host rate-limits it',
+      )
       const api = h.plugins.getContext().stripe
-      for (const name of ['createCustomer', 'getCustomerId', 'createCheckoutSession', 'createPortalSession', 'getSubscription', 'getBillingStatus', 'hasActiveSubscription', 'close']) {
+      for (const name of ['createCustomer', 'getCustomerId', 'createCheckoutSession', 'createPortalSession', 'getSubscription', 'getBillingStatus', 'hasActiveSubscription', 'changePlan', 'previewPlanChange', 'cancelSubscription', 'resumeSubscription', 'syncSubscription', 'close']) {
         assert.equal(typeof api[name], 'function', name)
       }
       assert.deepEqual(h.migrations, [], 'migrations run natively, not through addMigration')
@@ -149,7 +158,7 @@ for (const kind of DATABASE_KINDS) {
       await db.insertUser('buyer', 'buyer@example.com')
       const h = await host({ getUser: async () => ({ id: 'buyer' }) })
       const checkout = await h.plugins.handleRequest(
-        new Request('http://app.test/api/kavach/auth/stripe/checkout', { method: 'POST', body: JSON.stringify({ priceId: 'price_basic' }) }),
+        new Request('http://app.test/api/kavach/auth/stripe/checkout', { method: 'POST', body: JSON.stringify({ priceId: 'price_basic' }), headers: { 'content-type': 'application/json' } }),
         '/api/kavach',
       )
       assert.equal(checkout.status, 200)
@@ -165,7 +174,7 @@ for (const kind of DATABASE_KINDS) {
       assert.deepEqual(recorded.map((r) => r.user_id), ['buyer'])
 
       const portal = await h.plugins.handleRequest(
-        new Request('http://app.test/auth/stripe/portal', { method: 'POST', body: JSON.stringify({ returnUrl: 'http://app.test/account' }) }),
+        new Request('http://app.test/auth/stripe/portal', { method: 'POST', body: JSON.stringify({ returnUrl: 'http://app.test/account' }), headers: { 'content-type': 'application/json' } }),
       )
       assert.equal(portal.status, 200)
       assert.match((await portal.json()).url, /^https:\/\/billing\.stripe\.test\//)

@@ -39,7 +39,7 @@ test('without a user (or without an auth option) the authenticated routes answer
 })
 
 test('JSON errors: invalid JSON, missing and ill-typed fields, oversized bodies', async () => {
-  const post = (path, body) => billing.handleRequest(new Request(`http://app.test${path}`, { method: 'POST', body, headers: { 'x-user': 'alice' } }))
+  const post = (path, body) => billing.handleRequest(new Request(`http://app.test${path}`, { method: 'POST', body, headers: { 'x-user': 'alice', 'content-type': 'application/json' } }))
   let res = await post('/auth/stripe/checkout', '{not json')
   assert.equal(res.status, 400)
   assert.deepEqual(await res.json(), { error: 'Invalid JSON body', code: 'invalid_json' })

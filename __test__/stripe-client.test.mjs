@@ -37,7 +37,7 @@ const since = (path) => {
   return () => fake.requests.slice(start).filter((r) => r.path === path)
 }
 const post = (billing, path, body, user = 'alice', origin = 'https://app.example') =>
-  billing.handleRequest(new Request(`${origin}${path}`, { method: 'POST', body: JSON.stringify(body), headers: user ? { 'x-user': user } : {} }))
+  billing.handleRequest(new Request(`${origin}${path}`, { method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/json', ...(user ? { 'x-user': user } : {}) } }))
 
 before(async () => {
   fake = await startFakeStripe()

@@ -155,7 +155,7 @@ for (const kind of DATABASE_KINDS) {
     test('checkout.session.completed links the customer of a session we created and stores the fetched subscription', { skip: !db }, async () => {
       await user('u_co')
       const res = await host.plugins.handleRequest(
-        new Request('http://app.test/api/kavach/auth/stripe/checkout', { method: 'POST', body: '{"priceId":"price_basic"}', headers: { 'x-user': 'u_co' } }),
+        new Request('http://app.test/api/kavach/auth/stripe/checkout', { method: 'POST', body: '{"priceId":"price_basic"}', headers: { 'x-user': 'u_co', 'content-type': 'application/json' } }),
         '/api/kavach',
       )
       const { sessionId } = await res.json()

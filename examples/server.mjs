@@ -37,8 +37,8 @@ server.listen(port, () => {
   console.log(`kavachos-stripe example on ${origin} (SQLite file ${process.env.DATABASE_PATH ?? './kavach-example.db'})`)
   console.log('Try:')
   console.log(`  curl -H 'x-user-id: demo-user' ${origin}/api/kavach/auth/stripe/subscription`)
-  console.log(`  curl -X POST -H 'x-user-id: demo-user' -d '{"priceId":"price_..."}' ${origin}/api/kavach/auth/stripe/checkout`)
-  console.log(`  curl -X POST -H 'x-user-id: demo-user' -d '{"returnUrl":"${origin}/account"}' ${origin}/api/kavach/auth/stripe/portal`)
+  console.log(`  curl -X POST -H 'x-user-id: demo-user' -H 'content-type: application/json' -d '{"priceId":"price_..."}' ${origin}/api/kavach/auth/stripe/checkout`)
+  console.log(`  curl -X POST -H 'x-user-id: demo-user' -H 'content-type: application/json' -d '{"returnUrl":"${origin}/account"}' ${origin}/api/kavach/auth/stripe/portal`)
   console.log('Set STRIPE_SECRET_KEY (and STRIPE_WEBHOOK_SECRET) for real Stripe calls.')
 })
 

@@ -14,6 +14,7 @@ use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::{Either, Env, JsValue, ValueType};
 use napi_derive::napi;
 
+use crate::billing::lifecycle::PlanChange;
 use crate::billing::plans::PlanView;
 use crate::billing::status::{BillingStatus, SubscriptionFilter};
 use crate::billing::{BillingService, CheckoutOptions, PriceChoice, SubscriptionView};
@@ -224,6 +225,14 @@ pub struct NativeEndpoint {
     pub body_limit: f64,
     /// Served by `handleWebhook` (body and signature only) instead of `handle`.
     pub is_webhook: bool,
+    /// `metadata.rateLimit` for the host, when the route has one.
+    pub rate_limit: Option<NativeRateLimit>,
+}
+
+#[napi(object)]
+pub struct NativeRateLimit {
+    pub window: u32,
+    pub max: u32,
 }
 
 #[napi(object)]
@@ -264,6 +273,90 @@ pub struct NativePlan {
 pub struct NativePlanChoice {
     pub plan: String,
     pub annual: Option<bool>,
+}
+
+/// `changePlan` / `previewPlanChange` arguments.
+#[napi(object)]
+pub struct NativePlanChange {
+    pub price_id: Option<String>,
+    pub plan: Option<String>,
+    pub annual: Option<bool>,
+    pub quantity: Option<u32>,
+    pub proration_behavior: Option<String>,
+    /// Unix seconds, as `previewPlanChange` returns it.
+    pub proration_date: Option<i64>,
+    pub subscription_id: Option<String>,
+}
+
+#[napi(object, use_nullable = true)]
+pub struct NativePendingUpdate {
+    pub invoice_id: Option<String>,
+    pub hosted_invoice_url: Option<String>,
+    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+#[napi(object, use_nullable = true)]
+pub struct NativePlanChangeResult {
+    pub subscription: NativeSubscription,
+    pub pending: Option<NativePendingUpdate>,
+}
+
+#[napi(object, use_nullable = true)]
+pub struct NativePreviewLine {
+    pub description: Option<String>,
+    pub amount: i64,
+    pub proration: bool,
+    pub price_id: Option<String>,
+}
+
+#[napi(object)]
+pub struct NativePlanChangePreview {
+    pub amount_due: i64,
+    pub currency: String,
+    pub proration_date: i64,
+    pub lines: Vec<NativePreviewLine>,
+}
+
+#[napi(object)]
+pub struct NativeSubscriptionOptions {
+    pub immediately: Option<bool>,
+    pub subscription_id: Option<String>,
+    pub session_id: Option<String>,
+}
+
+fn plan_change(change: NativePlanChange) -> napi::Result<PlanChange> {
+    let price = match (change.price_id, change.plan) {
+        (Some(_), Some(_)) => {
+            return Err(to_js(BillingError::invalid_argument(
+                "plan",
+                "cannot be combined with priceId; give one of them",
+            )))
+        }
+        (None, None) => {
+            return Err(to_js(BillingError::invalid_argument(
+                "priceId",
+                "or `plan` is required",
+            )))
+        }
+        (Some(_), None) if change.annual.is_some() => {
+            return Err(to_js(BillingError::invalid_argument(
+                "annual",
+                "goes with `plan`; a priceId already says which price",
+            )))
+        }
+        (Some(price_id), None) => PriceChoice::Price(price_id),
+        (None, Some(name)) => PriceChoice::Plan {
+            name,
+            annual: change.annual.unwrap_or(false),
+        },
+    };
+    Ok(PlanChange {
+        price,
+        quantity: change.quantity,
+        proration_behavior: change.proration_behavior,
+        proration_date: change.proration_date,
+        subscription_id: change.subscription_id,
+    })
 }
 
 #[napi(object)]
@@ -449,6 +542,9 @@ impl NativeBilling {
                     _ => MAX_JSON_BODY_BYTES as f64,
                 },
                 is_webhook: e.route == Route::Webhook,
+                rate_limit: e
+                    .rate_limit
+                    .map(|(window, max)| NativeRateLimit { window, max }),
             })
             .collect()
     }
@@ -599,6 +695,117 @@ impl NativeBilling {
             session_id: session.session_id,
             trial_granted: session.trial_granted,
         })
+    }
+
+    #[napi]
+    pub async fn change_plan(
+        &self,
+        user_id: String,
+        change: NativePlanChange,
+    ) -> napi::Result<NativePlanChangeResult> {
+        let change = plan_change(change)?;
+        let service = Arc::clone(&self.service);
+        let result =
+            guarded(async move { service.change_plan(&user_id, &change).await.map_err(to_js) })
+                .await?;
+        Ok(NativePlanChangeResult {
+            subscription: native_subscription(result.subscription),
+            pending: result.pending.map(|p| NativePendingUpdate {
+                invoice_id: p.invoice_id,
+                hosted_invoice_url: p.hosted_invoice_url,
+                expires_at: date(p.expires_at),
+            }),
+        })
+    }
+
+    #[napi]
+    pub async fn preview_plan_change(
+        &self,
+        user_id: String,
+        change: NativePlanChange,
+    ) -> napi::Result<NativePlanChangePreview> {
+        let change = plan_change(change)?;
+        let service = Arc::clone(&self.service);
+        let preview = guarded(async move {
+            service
+                .preview_plan_change(&user_id, &change)
+                .await
+                .map_err(to_js)
+        })
+        .await?;
+        Ok(NativePlanChangePreview {
+            amount_due: preview.amount_due,
+            currency: preview.currency,
+            proration_date: preview.proration_date,
+            lines: preview
+                .lines
+                .into_iter()
+                .map(|line| NativePreviewLine {
+                    description: line.description,
+                    amount: line.amount,
+                    proration: line.proration,
+                    price_id: line.price_id,
+                })
+                .collect(),
+        })
+    }
+
+    #[napi]
+    pub async fn cancel_subscription(
+        &self,
+        user_id: String,
+        options: Option<NativeSubscriptionOptions>,
+    ) -> napi::Result<NativeSubscription> {
+        let immediately = options
+            .as_ref()
+            .and_then(|o| o.immediately)
+            .unwrap_or(false);
+        let subscription_id = options.and_then(|o| o.subscription_id);
+        let service = Arc::clone(&self.service);
+        let view = guarded(async move {
+            service
+                .cancel_subscription(&user_id, immediately, subscription_id.as_deref())
+                .await
+                .map_err(to_js)
+        })
+        .await?;
+        Ok(native_subscription(view))
+    }
+
+    #[napi]
+    pub async fn resume_subscription(
+        &self,
+        user_id: String,
+        options: Option<NativeSubscriptionOptions>,
+    ) -> napi::Result<NativeSubscription> {
+        let subscription_id = options.and_then(|o| o.subscription_id);
+        let service = Arc::clone(&self.service);
+        let view = guarded(async move {
+            service
+                .resume_subscription(&user_id, subscription_id.as_deref())
+                .await
+                .map_err(to_js)
+        })
+        .await?;
+        Ok(native_subscription(view))
+    }
+
+    #[napi]
+    pub async fn sync_subscription(
+        &self,
+        user_id: String,
+        options: Option<NativeSubscriptionOptions>,
+    ) -> napi::Result<Option<NativeSubscription>> {
+        let session_id = options.and_then(|o| o.session_id);
+        let service = Arc::clone(&self.service);
+        let view = guarded(async move {
+            service
+                .sync_subscription(&user_id, session_id.as_deref())
+                .await
+                .map_err(to_js)
+        })
+        .await?;
+        Ok(view.map(native_subscription))
     }
 
     #[napi]

@@ -52,6 +52,8 @@ pub struct BillingConfig {
     pub webhook_secrets: Vec<Secret>,
     pub has_subscription_listener: bool,
     pub has_auth_resolver: bool,
+    /// `createStripeBilling` (no kavachOS host in front, so no host rate limits).
+    pub standalone: bool,
     pub api_base: String,
     pub api_version: String,
     pub database: Option<DatabaseOptions>,
@@ -74,6 +76,10 @@ pub struct BillingConfig {
     pub past_due_is_active: bool,
     /// Whether a user gets at most one free trial.
     pub one_trial_per_user: bool,
+    /// Whether clients may cancel at once (`POST /auth/stripe/cancel` with `immediately`).
+    pub client_cancel_immediately: bool,
+    /// The largest quantity a client may ask for; `None`: clients send no quantity.
+    pub client_quantity_max: Option<u32>,
 }
 
 /// Every key `stripe()` accepts; `auth` is added for the standalone API.
@@ -100,6 +106,8 @@ const PLUGIN_KEYS: &[&str] = &[
     "plans",
     "pastDueIsActive",
     "oneTrialPerUser",
+    "clientCancelImmediately",
+    "clientQuantity",
 ];
 
 /// Stripe's metadata limits, which also bound `clientMetadataKeys`.
@@ -265,6 +273,34 @@ impl BillingConfig {
         };
         let past_due_is_active = optional_bool("pastDueIsActive", get("pastDueIsActive"), true)?;
         let one_trial_per_user = optional_bool("oneTrialPerUser", get("oneTrialPerUser"), true)?;
+        let client_cancel_immediately = optional_bool(
+            "clientCancelImmediately",
+            get("clientCancelImmediately"),
+            false,
+        )?;
+        let client_quantity_max = match get("clientQuantity") {
+            OptionValue::Undefined => None,
+            OptionValue::Object(fields) => {
+                if let Some((key, _)) = fields.iter().find(|(key, _)| key != "max") {
+                    return Err(BillingError::invalid_config(
+                        format!("clientQuantity.{}", crate::error::echo(key)),
+                        "is not a known field (clientQuantity is { max })",
+                    ));
+                }
+                let max = fields
+                    .iter()
+                    .find(|(key, _)| key == "max")
+                    .map_or(&OptionValue::Undefined, |(_, value)| value);
+                if max.is_absent() {
+                    return Err(BillingError::invalid_config(
+                        "clientQuantity.max",
+                        "is required: the largest quantity a client may ask for",
+                    ));
+                }
+                Some(integer_in("clientQuantity.max", max, 1, 1_000_000, 1)? as u32)
+            }
+            other => return Err(wrong_type("clientQuantity", "an object { max }", other)),
+        };
         let products = stripe_id_list("products", get("products"))?;
         let max_client_trial_days =
             integer_in("maxClientTrialDays", get("maxClientTrialDays"), 0, 730, 0)? as u32;
@@ -321,6 +357,7 @@ impl BillingConfig {
             webhook_secrets,
             has_subscription_listener,
             has_auth_resolver,
+            standalone: mode == ConfigMode::Standalone,
             api_base,
             api_version,
             database,
@@ -339,6 +376,8 @@ impl BillingConfig {
             plans,
             past_due_is_active,
             one_trial_per_user,
+            client_cancel_immediately,
+            client_quantity_max,
         })
     }
 }

@@ -35,8 +35,31 @@ pub enum BillingError {
     #[error("invalid argument `{}`: {reason}", echo(name))]
     InvalidArgument { name: String, reason: String },
 
-    #[error("the user already has a live subscription; change plans in the billing portal")]
+    #[error("the user already has a live subscription; change plans with changePlan or in the billing portal")]
     SubscriptionActive,
+
+    /// No subscription to act on: none projected, or the given id is not the user's.
+    #[error("{0}")]
+    NoSubscription(String),
+
+    #[error("the subscription has ended; a new checkout starts a new one")]
+    SubscriptionEnded,
+
+    #[error(
+        "the subscription is paused; resume its collection first (in the billing portal or Stripe)"
+    )]
+    SubscriptionPaused,
+
+    /// A POST endpoint's body is not `application/json` (a cross-site form
+    /// cannot send JSON without a CORS preflight).
+    #[error("the request body must be application/json")]
+    UnsupportedMediaType,
+
+    #[error("too many requests for this user; retry in {retry_after_secs} s")]
+    RateLimited { retry_after_secs: u64 },
+
+    #[error("no checkout session with that id was created for this user")]
+    CheckoutSessionNotFound,
 
     #[error("another request is creating this user's Stripe customer; retry shortly")]
     CustomerCreationInProgress,
@@ -96,6 +119,12 @@ impl BillingError {
             Self::NoCustomer => "no_customer",
             Self::InvalidArgument { .. } => "invalid_argument",
             Self::SubscriptionActive => "subscription_active",
+            Self::NoSubscription(_) => "no_subscription",
+            Self::SubscriptionEnded => "subscription_ended",
+            Self::SubscriptionPaused => "subscription_paused",
+            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::RateLimited { .. } => "rate_limited",
+            Self::CheckoutSessionNotFound => "checkout_session_not_found",
             Self::CustomerCreationInProgress => "customer_creation_in_progress",
             Self::Unauthenticated => "unauthenticated",
             Self::InvalidJson => "invalid_json",
@@ -113,8 +142,15 @@ impl BillingError {
         match self {
             Self::InvalidArgument { .. } | Self::InvalidJson => 400,
             Self::Unauthenticated => 401,
-            Self::UserNotFound(_) => 404,
-            Self::NoCustomer | Self::SubscriptionActive | Self::CustomerCreationInProgress => 409,
+            Self::UserNotFound(_) | Self::CheckoutSessionNotFound => 404,
+            Self::NoCustomer
+            | Self::SubscriptionActive
+            | Self::CustomerCreationInProgress
+            | Self::NoSubscription(_)
+            | Self::SubscriptionEnded
+            | Self::SubscriptionPaused => 409,
+            Self::UnsupportedMediaType => 415,
+            Self::RateLimited { .. } => 429,
             Self::StripeApi(e) => e.endpoint_status(),
             Self::StripeUnreachable(_) => 502,
             Self::PayloadInvalid(_) => 400,

@@ -138,6 +138,7 @@ fn events(steps: &[Step], notify: bool) -> Vec<SubscriptionEventWrite> {
                 }
                 .into(),
                 items: vec![SubscriptionItem {
+                    id: Some(format!("si_{id}")),
                     price: Some(format!("price_{}", step.price)),
                     product: Some(format!("prod_{}", step.price)),
                     quantity: Some(1 + step.price as i64),
@@ -403,7 +404,7 @@ impl Database {
                 user_id: Some(&owner),
                 change: SubscriptionChange::Snapshot {
                     snapshot: event.snapshot.clone(),
-                    authoritative: false,
+                    fetched: None,
                 },
                 notify: event.notify_lease_until.is_some(),
             };

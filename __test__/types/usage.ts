@@ -57,7 +57,7 @@ const plans: PlanConfig[] = [
   { name: 'basic', priceId: 'price_basic' },
   { name: 'pro', priceId: 'price_pro', annualPriceId: 'price_pro_year', trialDays: 14, limits: { projects: 10 } },
 ]
-const withPlans = stripe({ secretKey: 'sk_test_123456789', plans, pastDueIsActive: false, oneTrialPerUser: true })
+const withPlans = stripe({ secretKey: 'sk_test_123456789', plans, pastDueIsActive: false, oneTrialPerUser: true, clientQuantity: { max: 50 }, clientCancelImmediately: false })
 
 async function plansAndStatus(ctx: PluginContext): Promise<void> {
   const api = (await withPlans.init(ctx)).context.stripe
@@ -73,6 +73,16 @@ async function plansAndStatus(ctx: PluginContext): Promise<void> {
   const json: BillingStatusJson = (await (await fetch('http://localhost/api/auth/stripe/status')).json()) as BillingStatusJson
   const iso: string | null = json.trialEndsAt
   console.log(granted, projects, ends, flags, paying, annual, iso, status.quantity, status.productId)
+
+  const preview = await api.previewPlanChange('user_1', { plan: 'pro', annual: true })
+  const due: number = preview.amountDue
+  const changed = await api.changePlan('user_1', { plan: 'pro', prorationDate: preview.prorationDate, prorationBehavior: 'always_invoice' })
+  const payAt: string | null | undefined = changed.pending?.hostedInvoiceUrl
+  const expires: Date | null | undefined = changed.pending?.expiresAt
+  const canceled: Subscription = await api.cancelSubscription('user_1', { immediately: false })
+  const resumed: Subscription = await api.resumeSubscription('user_1')
+  const synced: Subscription | null = await api.syncSubscription('user_1', { sessionId: 'cs_test_1' })
+  console.log(due, changed.subscription.priceId, payAt, expires, canceled.cancelAtPeriodEnd, resumed.status, synced?.id)
 }
 void plansAndStatus
 

@@ -1,8 +1,10 @@
 //! The billing service: the operations behind `api` and the endpoints, on top
 //! of the store and the Stripe client.
 
+pub mod lifecycle;
 pub mod plans;
 pub mod status;
+mod sync_limit;
 mod trial;
 
 use std::sync::atomic::{AtomicI64, Ordering as AtomicOrdering};
@@ -89,6 +91,8 @@ pub struct BillingService {
     listener: Option<Arc<dyn SubscriptionListener>>,
     /// When this instance last pruned the event ledger (Unix seconds).
     last_prune: AtomicI64,
+    /// One sync per user per interval, when no host rate-limits the route.
+    sync_limit: sync_limit::SyncLimit,
     /// The runtime the service was opened on: webhook work that must await
     /// (Stripe fetches, notifications) is spawned on it.
     runtime: tokio::runtime::Handle,
@@ -118,6 +122,7 @@ impl BillingService {
             stripe,
             listener,
             last_prune: AtomicI64::new(0),
+            sync_limit: sync_limit::SyncLimit::default(),
             runtime: tokio::runtime::Handle::current(),
         })
     }

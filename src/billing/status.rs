@@ -148,12 +148,14 @@ mod tests {
             status: status.into(),
             items: vec![
                 SubscriptionItem {
+                    id: None,
                     price: Some("price_pro".into()),
                     product: Some("prod_app".into()),
                     quantity: Some(3),
                     current_period_end: Some(NOW + 30 * DAY),
                 },
                 SubscriptionItem {
+                    id: None,
                     price: Some("price_addon".into()),
                     product: Some("prod_addon".into()),
                     quantity: Some(1),

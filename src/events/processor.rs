@@ -14,8 +14,10 @@ use super::snapshot::{
 use crate::billing::{subscription_view, SubscriptionView};
 use crate::config::BillingConfig;
 use crate::error::{BillingError, BillingResult};
-use crate::store::{ApplyOutcome, Claim, EventState, Store, SubscriptionChange, SubscriptionWrite};
-use crate::stripe::StripeClient;
+use crate::store::{
+    ApplyOutcome, Claim, EventState, Fetched, Store, SubscriptionChange, SubscriptionWrite,
+};
+use crate::stripe::{StripeClient, StripeResponse};
 use crate::webhook::EventEnvelope;
 
 /// All Stripe fetches one webhook delivery may make share this budget: far
@@ -31,11 +33,13 @@ const POLL_INTERVAL: Duration = Duration::from_millis(50);
 /// Re-notifications when the projection keeps changing during the callback.
 const MAX_NOTIFY_ROUNDS: usize = 3;
 
-const HANDLED_TYPES: [&str; 6] = [
+const HANDLED_TYPES: [&str; 8] = [
     "checkout.session.completed",
     "customer.subscription.created",
     "customer.subscription.updated",
     "customer.subscription.deleted",
+    "customer.subscription.pending_update_applied",
+    "customer.subscription.pending_update_expired",
     "invoice.payment_failed",
     "customer.deleted",
 ];
@@ -179,6 +183,9 @@ impl EventProcessor<'_> {
                     return Err(BillingError::ListenerFailed(message));
                 }
                 called = true;
+                // The callback carried the user's current state: what other
+                // events or app calls still owed this user is delivered too.
+                self.store.settle_user_notifications(user_id).await?;
                 current = self
                     .store
                     .find_user(user_id)
@@ -199,13 +206,15 @@ impl EventProcessor<'_> {
         match event.event_type.as_str() {
             "customer.subscription.created"
             | "customer.subscription.updated"
-            | "customer.subscription.deleted" => {
+            | "customer.subscription.deleted"
+            | "customer.subscription.pending_update_applied"
+            | "customer.subscription.pending_update_expired" => {
                 let mut snapshot = SubscriptionSnapshot::from_json(object)
                     .map_err(|e| BillingError::PayloadInvalid(e.to_string()))?;
                 if event.event_type == "customer.subscription.deleted" {
                     snapshot.status = "canceled".to_owned();
                 }
-                self.apply_snapshot(event, snapshot, false, None, deadline)
+                self.apply_snapshot(event, snapshot, None, None, deadline)
                     .await
             }
             "checkout.session.completed" => {
@@ -217,6 +226,16 @@ impl EventProcessor<'_> {
                 let Some(subscription_id) = invoice_subscription_id(object) else {
                     return self.ignore(event, "not a subscription invoice").await;
                 };
+                // A plan change's invoice (`payment_behavior=pending_if_incomplete`):
+                // the change waits for payment and the subscription keeps its
+                // plan and status; Stripe reports any real status change itself.
+                if object.get("billing_reason").and_then(Value::as_str)
+                    == Some("subscription_update")
+                {
+                    return self
+                        .ignore(event, "the payment of a pending plan change")
+                        .await;
+                }
                 self.payment_failed(event, &subscription_id, deadline).await
             }
             "customer.deleted" => {
@@ -249,13 +268,21 @@ impl EventProcessor<'_> {
                     "a subscription checkout without a subscription".into(),
                 ));
             };
-            let Some(snapshot) = self.fetch_subscription(subscription_id, deadline).await? else {
+            let Some((snapshot, as_of)) =
+                self.fetch_subscription(subscription_id, deadline).await?
+            else {
                 return self
                     .ignore(event, "the subscription is gone at Stripe")
                     .await;
             };
             return self
-                .apply_snapshot(event, snapshot, true, recorded_user, deadline)
+                .apply_snapshot(
+                    event,
+                    snapshot,
+                    Some(Fetched { as_of }),
+                    recorded_user,
+                    deadline,
+                )
                 .await;
         }
         // payment and setup modes: link the customer only.
@@ -324,8 +351,8 @@ impl EventProcessor<'_> {
         deadline: Instant,
     ) -> BillingResult<Handled> {
         match self.fetch_subscription(subscription_id, deadline).await? {
-            Some(snapshot) => {
-                self.apply_snapshot(event, snapshot, true, None, deadline)
+            Some((snapshot, as_of)) => {
+                self.apply_snapshot(event, snapshot, Some(Fetched { as_of }), None, deadline)
                     .await
             }
             None => {
@@ -339,7 +366,7 @@ impl EventProcessor<'_> {
         &self,
         event: &EventEnvelope,
         mut snapshot: SubscriptionSnapshot,
-        mut authoritative: bool,
+        mut fetched: Option<Fetched>,
         known_user: Option<String>,
         deadline: Instant,
     ) -> BillingResult<Handled> {
@@ -361,20 +388,21 @@ impl EventProcessor<'_> {
                 user_id: user_id.as_deref(),
                 change: SubscriptionChange::Snapshot {
                     snapshot: snapshot.clone(),
-                    authoritative,
+                    fetched,
                 },
                 notify: self.listener.is_some(),
             };
             match self.store.apply_subscription(&write).await? {
-                ApplyOutcome::NeedsRefetch if !authoritative => {
-                    let Some(fetched) = self.fetch_subscription(&snapshot.id, deadline).await?
+                ApplyOutcome::NeedsRefetch if fetched.is_none() => {
+                    let Some((truth, as_of)) =
+                        self.fetch_subscription(&snapshot.id, deadline).await?
                     else {
                         return self
                             .ignore(event, "the subscription is gone at Stripe")
                             .await;
                     };
-                    snapshot = fetched;
-                    authoritative = true;
+                    snapshot = truth;
+                    fetched = Some(Fetched { as_of });
                 }
                 outcome => return handled_from(outcome),
             }
@@ -419,29 +447,38 @@ impl EventProcessor<'_> {
         Ok(Some(candidate))
     }
 
+    /// The subscription at Stripe, and the time Stripe answered (its `Date`).
     async fn fetch_subscription(
         &self,
         subscription_id: &str,
         deadline: Instant,
-    ) -> BillingResult<Option<SubscriptionSnapshot>> {
+    ) -> BillingResult<Option<(SubscriptionSnapshot, Option<i64>)>> {
         match self
-            .fetch(
+            .fetch_dated(
                 &format!("/v1/subscriptions/{}", path_segment(subscription_id)),
                 deadline,
             )
             .await?
         {
             None => Ok(None),
-            Some(object) => SubscriptionSnapshot::from_json(&object)
-                .map(Some)
+            Some(answer) => SubscriptionSnapshot::from_json(&answer.body)
+                .map(|snapshot| Some((snapshot, answer.date)))
                 .map_err(|e| BillingError::StripeUnreachable(format!("Stripe answered with {e}"))),
         }
     }
 
     /// A GET within the delivery's budget; `None` when Stripe says 404.
     async fn fetch(&self, path: &str, deadline: Instant) -> BillingResult<Option<Value>> {
+        Ok(self.fetch_dated(path, deadline).await?.map(|a| a.body))
+    }
+
+    async fn fetch_dated(
+        &self,
+        path: &str,
+        deadline: Instant,
+    ) -> BillingResult<Option<StripeResponse>> {
         let remaining = deadline.saturating_duration_since(Instant::now());
-        match tokio::time::timeout(remaining, self.stripe.get(path)).await {
+        match tokio::time::timeout(remaining, self.stripe.get_dated(path)).await {
             Err(_) => Err(BillingError::StripeUnreachable(format!(
                 "the webhook's {}s budget for Stripe requests ran out",
                 WEBHOOK_FETCH_BUDGET.as_secs()

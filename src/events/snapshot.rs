@@ -8,6 +8,9 @@ use super::projection::StoredSubscription;
 /// One subscription item, as stored.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SubscriptionItem {
+    /// Stripe's item id (`si_…`): a plan change names the item it replaces.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
     pub price: Option<String>,
     pub product: Option<String>,
     pub quantity: Option<i64>,
@@ -129,6 +132,7 @@ impl SubscriptionSnapshot {
                     .map(|item| {
                         let price = item.get("price");
                         SubscriptionItem {
+                            id: text(item, "id"),
                             price: price
                                 .and_then(|p| text(p, "id"))
                                 .or_else(|| item.get("plan").and_then(|p| text(p, "id"))),

@@ -20,10 +20,15 @@ use super::snapshot::{SubscriptionItem, SubscriptionSnapshot, SUBSCRIPTION_STATU
 use crate::config::USER_ID_METADATA_KEY;
 
 /// The subscription event types the fast reader takes.
-pub const SUBSCRIPTION_EVENT_TYPES: [&str; 3] = [
+pub const SUBSCRIPTION_EVENT_TYPES: [&str; 5] = [
     "customer.subscription.created",
     "customer.subscription.updated",
     "customer.subscription.deleted",
+    // A plan change held by `payment_behavior=pending_if_incomplete` was paid
+    // (applied) or expired unpaid (the old plan stays): either way the event
+    // carries the subscription as it is now.
+    "customer.subscription.pending_update_applied",
+    "customer.subscription.pending_update_expired",
 ];
 
 /// A verified subscription event, as the writer needs it.
@@ -247,6 +252,8 @@ struct ItemsDoc<'a> {
 #[derive(Deserialize)]
 struct ItemDoc<'a> {
     #[serde(borrow, default)]
+    id: Option<Text<'a>>,
+    #[serde(borrow, default)]
     price: Option<Object<PriceDoc<'a>>>,
     #[serde(borrow, default)]
     plan: Option<Object<PlanDoc<'a>>>,
@@ -299,6 +306,7 @@ impl SubscriptionDoc<'_> {
                     None => (None, None),
                 };
                 SubscriptionItem {
+                    id: text(item.id),
                     price: price_id.or_else(|| item.plan.and_then(|plan| text(plan.0.id))),
                     product,
                     quantity: item.quantity,

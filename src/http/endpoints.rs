@@ -7,9 +7,11 @@ use serde_json::{json, Map, Value};
 use super::body::{parse_json_object, BodyFields};
 use super::routes::Route;
 use super::webhook::{receive_webhook, WebhookBody, WebhookResponder};
+use crate::billing::lifecycle::PlanChange;
 use crate::billing::status::BillingStatus;
 use crate::billing::{
-    BillingService, CheckoutOptions, PriceChoice, DEFAULT_CANCEL_PATH, DEFAULT_SUCCESS_PATH,
+    BillingService, CheckoutOptions, PriceChoice, SubscriptionView, DEFAULT_CANCEL_PATH,
+    DEFAULT_SUCCESS_PATH,
 };
 use crate::config::{
     STRIPE_METADATA_MAX_KEYS, STRIPE_METADATA_MAX_KEY_CHARS, STRIPE_METADATA_MAX_VALUE_CHARS,
@@ -90,6 +92,9 @@ impl HttpReply {
                 reply_headers.push(("retry-after".to_owned(), retry_after));
             }
         }
+        if let BillingError::RateLimited { retry_after_secs } = error {
+            reply_headers.push(("retry-after".to_owned(), retry_after_secs.to_string()));
+        }
         let mut reply = Self::json(status, &body);
         reply.headers.extend(reply_headers);
         reply
@@ -111,14 +116,33 @@ pub async fn handle(
     let Some(user_id) = user_id.filter(|id| !id.is_empty()) else {
         return HttpReply::from_error(&BillingError::Unauthenticated);
     };
+    // A cross-site form (or a bodiless fetch) cannot send JSON without a
+    // CORS preflight: requiring it closes the cross-site request forgery path.
+    if route.endpoint().method == "POST" && !is_json(request.header("content-type")) {
+        return HttpReply::from_error(&BillingError::UnsupportedMediaType);
+    }
     let result = match route {
         Route::Checkout => checkout(service, request, user_id).await,
         Route::Portal => portal(service, request, user_id).await,
         Route::Subscription => subscription(service, user_id).await,
         Route::Status => status(service, user_id).await,
+        Route::ChangePlan => change_plan(service, request, user_id).await,
+        Route::Cancel => cancel(service, request, user_id).await,
+        Route::Resume => resume(service, request, user_id).await,
+        Route::Sync => sync(service, request, user_id).await,
         Route::Webhook => unreachable!("handled above"),
     };
     result.unwrap_or_else(|error| HttpReply::from_error(&error))
+}
+
+/// `application/json`, with or without parameters (`; charset=utf-8`).
+fn is_json(content_type: Option<&str>) -> bool {
+    content_type.is_some_and(|value| {
+        value
+            .split(';')
+            .next()
+            .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"))
+    })
 }
 
 fn request_origin(request: &HttpRequest) -> Result<String, BillingError> {
@@ -163,50 +187,7 @@ async fn checkout(
     body.reject_unknown()?;
 
     let config = service.config();
-    let choice = match (price_id, plan) {
-        (Some(_), Some(_)) => {
-            return Err(BillingError::invalid_argument(
-                "plan",
-                "cannot be combined with priceId; send one of them",
-            ))
-        }
-        (None, None) if config.plans.is_empty() => {
-            return Err(BillingError::invalid_argument("priceId", "is required"))
-        }
-        (None, None) => {
-            return Err(BillingError::invalid_argument(
-                "plan",
-                "is required (or a priceId of one of the plans)",
-            ))
-        }
-        (Some(_), None) if annual.is_some() => {
-            return Err(BillingError::invalid_argument(
-                "annual",
-                "goes with `plan`; a priceId already says which price",
-            ))
-        }
-        (Some(price_id), None) => {
-            if price_id.is_empty() {
-                return Err(BillingError::invalid_argument(
-                    "priceId",
-                    "must not be empty",
-                ));
-            }
-            if let Some(prices) = &config.prices {
-                if !prices.contains(&price_id) {
-                    return Err(BillingError::invalid_argument(
-                        "priceId",
-                        "is not one of the prices this app sells",
-                    ));
-                }
-            }
-            PriceChoice::Price(price_id)
-        }
-        (None, Some(name)) => PriceChoice::Plan {
-            name,
-            annual: annual.unwrap_or(false),
-        },
-    };
+    let choice = client_price_choice(service, price_id, plan, annual)?;
     let trial_days =
         match trial_days {
             None => None,
@@ -318,20 +299,182 @@ async fn portal(
     Ok(HttpReply::json(200, &json!({ "url": url })))
 }
 
+/// A subscription view as JSON (dates as ISO 8601).
+fn subscription_json(s: &SubscriptionView) -> Value {
+    json!({
+        "id": s.id,
+        "status": s.status,
+        "priceId": s.price_id,
+        "currentPeriodEnd": s.current_period_end.map(iso_8601),
+        "cancelAtPeriodEnd": s.cancel_at_period_end,
+        "plan": s.plan,
+    })
+}
+
 async fn subscription(service: &BillingService, user_id: &str) -> Result<HttpReply, BillingError> {
-    let subscription = service.get_subscription(user_id).await?.map(|s| {
-        json!({
-            "id": s.id,
-            "status": s.status,
-            "priceId": s.price_id,
-            "currentPeriodEnd": s.current_period_end.map(iso_8601),
-            "cancelAtPeriodEnd": s.cancel_at_period_end,
-            "plan": s.plan,
-        })
-    });
+    let subscription = service.get_subscription(user_id).await?;
     Ok(HttpReply::json(
         200,
-        &json!({ "subscription": subscription }),
+        &json!({ "subscription": subscription.as_ref().map(subscription_json) }),
+    ))
+}
+
+/// The price a client names, under the same allowlists as checkout.
+fn client_price_choice(
+    service: &BillingService,
+    price_id: Option<String>,
+    plan: Option<String>,
+    annual: Option<bool>,
+) -> Result<PriceChoice, BillingError> {
+    let config = service.config();
+    match (price_id, plan) {
+        (Some(_), Some(_)) => Err(BillingError::invalid_argument(
+            "plan",
+            "cannot be combined with priceId; send one of them",
+        )),
+        (None, None) if config.plans.is_empty() => {
+            Err(BillingError::invalid_argument("priceId", "is required"))
+        }
+        (None, None) => Err(BillingError::invalid_argument(
+            "plan",
+            "is required (or a priceId of one of the plans)",
+        )),
+        (Some(_), None) if annual.is_some() => Err(BillingError::invalid_argument(
+            "annual",
+            "goes with `plan`; a priceId already says which price",
+        )),
+        (Some(price_id), None) => {
+            if price_id.is_empty() {
+                return Err(BillingError::invalid_argument(
+                    "priceId",
+                    "must not be empty",
+                ));
+            }
+            if let Some(prices) = &config.prices {
+                if !prices.contains(&price_id) {
+                    return Err(BillingError::invalid_argument(
+                        "priceId",
+                        "is not one of the prices this app sells",
+                    ));
+                }
+            }
+            Ok(PriceChoice::Price(price_id))
+        }
+        (None, Some(name)) => Ok(PriceChoice::Plan {
+            name,
+            annual: annual.unwrap_or(false),
+        }),
+    }
+}
+
+async fn change_plan(
+    service: &BillingService,
+    request: &HttpRequest,
+    user_id: &str,
+) -> Result<HttpReply, BillingError> {
+    let mut body = BodyFields::new(parse_json_object(&request.body)?);
+    let price_id = body.optional_string("priceId")?;
+    let plan = body.optional_string("plan")?;
+    let annual = body.optional_bool("annual")?;
+    let quantity = body.optional_integer("quantity")?;
+    let preview = body.optional_bool("preview")?.unwrap_or(false);
+    body.reject_unknown()?;
+    let price = client_price_choice(service, price_id, plan, annual)?;
+    let quantity = match (quantity, service.config().client_quantity_max) {
+        (None, _) => None,
+        (Some(_), None) => {
+            return Err(BillingError::invalid_argument(
+                "quantity",
+                "is not accepted from clients (option `clientQuantity`)",
+            ))
+        }
+        (Some(q), Some(max)) if q >= 1 && q <= i64::from(max) => Some(q as u32),
+        (Some(_), Some(max)) => {
+            return Err(BillingError::invalid_argument(
+                "quantity",
+                format!("must be from 1 to {max}"),
+            ))
+        }
+    };
+    let change = PlanChange {
+        price,
+        quantity,
+        proration_behavior: None,
+        proration_date: None,
+        subscription_id: None,
+    };
+    if preview {
+        let preview = service.preview_plan_change(user_id, &change).await?;
+        return Ok(HttpReply::json(200, &json!(preview)));
+    }
+    let result = service.change_plan(user_id, &change).await?;
+    Ok(HttpReply::json(
+        200,
+        &json!({
+            "subscription": subscription_json(&result.subscription),
+            "pending": result.pending.map(|p| json!({
+                "invoiceId": p.invoice_id,
+                "hostedInvoiceUrl": p.hosted_invoice_url,
+                "expiresAt": p.expires_at.map(iso_8601),
+            })),
+        }),
+    ))
+}
+
+async fn cancel(
+    service: &BillingService,
+    request: &HttpRequest,
+    user_id: &str,
+) -> Result<HttpReply, BillingError> {
+    let mut body = BodyFields::new(parse_json_object(&request.body)?);
+    let immediately = body.optional_bool("immediately")?.unwrap_or(false);
+    body.reject_unknown()?;
+    if immediately && !service.config().client_cancel_immediately {
+        return Err(BillingError::invalid_argument(
+            "immediately",
+            "is not accepted from clients (option `clientCancelImmediately`); cancellation is at period end",
+        ));
+    }
+    let view = service
+        .cancel_subscription(user_id, immediately, None)
+        .await?;
+    Ok(HttpReply::json(
+        200,
+        &json!({ "subscription": subscription_json(&view) }),
+    ))
+}
+
+async fn resume(
+    service: &BillingService,
+    request: &HttpRequest,
+    user_id: &str,
+) -> Result<HttpReply, BillingError> {
+    let body = BodyFields::new(parse_json_object(&request.body)?);
+    body.reject_unknown()?;
+    let view = service.resume_subscription(user_id, None).await?;
+    Ok(HttpReply::json(
+        200,
+        &json!({ "subscription": subscription_json(&view) }),
+    ))
+}
+
+async fn sync(
+    service: &BillingService,
+    request: &HttpRequest,
+    user_id: &str,
+) -> Result<HttpReply, BillingError> {
+    let mut body = BodyFields::new(parse_json_object(&request.body)?);
+    let session_id = body.optional_string("sessionId")?;
+    body.reject_unknown()?;
+    if service.config().standalone {
+        service.take_sync_slot(user_id)?;
+    }
+    let view = service
+        .sync_subscription(user_id, session_id.as_deref())
+        .await?;
+    Ok(HttpReply::json(
+        200,
+        &json!({ "subscription": view.as_ref().map(subscription_json) }),
     ))
 }
 

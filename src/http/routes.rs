@@ -1,4 +1,4 @@
-//! The five endpoints, as the kavachOS host registers them.
+//! The endpoints, as the kavachOS host registers them.
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
@@ -6,6 +6,10 @@ pub enum Route {
     Portal,
     Subscription,
     Status,
+    ChangePlan,
+    Cancel,
+    Resume,
+    Sync,
     Webhook,
 }
 
@@ -16,15 +20,19 @@ pub struct Endpoint {
     pub path: &'static str,
     pub require_auth: bool,
     pub description: &'static str,
+    /// `metadata.rateLimit` for the host: `(window in seconds, max requests)`
+    /// per client IP.
+    pub rate_limit: Option<(u32, u32)>,
 }
 
-pub const ENDPOINTS: [Endpoint; 5] = [
+pub const ENDPOINTS: [Endpoint; 9] = [
     Endpoint {
         route: Route::Checkout,
         method: "POST",
         path: "/auth/stripe/checkout",
         require_auth: true,
         description: "Create a Stripe Checkout session for the signed-in user",
+        rate_limit: None,
     },
     Endpoint {
         route: Route::Portal,
@@ -32,6 +40,7 @@ pub const ENDPOINTS: [Endpoint; 5] = [
         path: "/auth/stripe/portal",
         require_auth: true,
         description: "Create a Stripe billing portal session for the signed-in user",
+        rate_limit: None,
     },
     Endpoint {
         route: Route::Subscription,
@@ -39,6 +48,7 @@ pub const ENDPOINTS: [Endpoint; 5] = [
         path: "/auth/stripe/subscription",
         require_auth: true,
         description: "The signed-in user's subscription",
+        rate_limit: None,
     },
     Endpoint {
         route: Route::Status,
@@ -46,6 +56,40 @@ pub const ENDPOINTS: [Endpoint; 5] = [
         path: "/auth/stripe/status",
         require_auth: true,
         description: "The signed-in user's billing status (active, plan, trial, cancellation)",
+        rate_limit: None,
+    },
+    Endpoint {
+        route: Route::ChangePlan,
+        method: "POST",
+        path: "/auth/stripe/change-plan",
+        require_auth: true,
+        description: "Change the signed-in user's plan (or preview the change)",
+        rate_limit: None,
+    },
+    Endpoint {
+        route: Route::Cancel,
+        method: "POST",
+        path: "/auth/stripe/cancel",
+        require_auth: true,
+        description: "Cancel the signed-in user's subscription at period end",
+        rate_limit: None,
+    },
+    Endpoint {
+        route: Route::Resume,
+        method: "POST",
+        path: "/auth/stripe/resume",
+        require_auth: true,
+        description: "Undo the signed-in user's scheduled cancellation",
+        rate_limit: None,
+    },
+    Endpoint {
+        route: Route::Sync,
+        method: "POST",
+        path: "/auth/stripe/sync",
+        require_auth: true,
+        description: "Store the signed-in user's subscriptions from Stripe (the checkout success page's call)",
+        // Each sync calls Stripe: at most 30 a minute per client IP.
+        rate_limit: Some((60, 30)),
     },
     Endpoint {
         route: Route::Webhook,
@@ -53,6 +97,7 @@ pub const ENDPOINTS: [Endpoint; 5] = [
         path: "/auth/stripe/webhook",
         require_auth: false,
         description: "Stripe webhook receiver (verified with the Stripe-Signature header)",
+        rate_limit: None,
     },
 ];
 
@@ -66,7 +111,11 @@ impl Route {
             Route::Portal => &ENDPOINTS[1],
             Route::Subscription => &ENDPOINTS[2],
             Route::Status => &ENDPOINTS[3],
-            Route::Webhook => &ENDPOINTS[4],
+            Route::ChangePlan => &ENDPOINTS[4],
+            Route::Cancel => &ENDPOINTS[5],
+            Route::Resume => &ENDPOINTS[6],
+            Route::Sync => &ENDPOINTS[7],
+            Route::Webhook => &ENDPOINTS[8],
         }
     }
 

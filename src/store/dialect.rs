@@ -38,6 +38,11 @@ pub struct Dialect {
     /// Schema version 4: the trial grants (and, on Postgres, the batch
     /// function writing the new columns).
     pub migration_v4: &'static [&'static str],
+    /// Index names of `kavach_stripe_events`, one per row, and the index
+    /// schema version 4 adds (created only where missing: MySQL has no
+    /// `CREATE INDEX IF NOT EXISTS`).
+    pub event_indexes: &'static str,
+    pub create_notify_index: &'static str,
     /// Schema version 4 fills product and quantity of rows written before it
     /// from their stored items: rows to fill, then one row's update.
     pub backfill_select: &'static str,
@@ -57,6 +62,11 @@ pub struct Dialect {
     pub release_notification: &'static str,
     pub mark_notified: &'static str,
     pub prune_events: &'static str,
+    /// One ledger row still owing user ?'s notification (its lease expired).
+    pub owed_notification: &'static str,
+    /// Settles every notification owed to a user (one call just carried the
+    /// current state).
+    pub settle_user_notifications: &'static str,
 
     // Subscriptions and the projection.
     pub checkout_session_user: &'static str,
@@ -192,6 +202,8 @@ pub static POSTGRES: Dialect = Dialect {
         )",
         POSTGRES_APPLY_EVENTS_FUNCTION,
     ],
+    event_indexes: "SELECT indexname::text FROM pg_indexes WHERE schemaname = current_schema() AND tablename = 'kavach_stripe_events'",
+    create_notify_index: "CREATE INDEX IF NOT EXISTS kavach_stripe_events_notify ON kavach_stripe_events (notify_user_id)",
     backfill_select: "SELECT id, items FROM kavach_stripe_subscriptions WHERE product_id IS NULL AND quantity IS NULL",
     backfill_update: "UPDATE kavach_stripe_subscriptions SET product_id = $1, quantity = $2 WHERE id = $3",
     select_user: "SELECT id, email, name, stripe_customer_id, stripe_subscription_id, \
@@ -234,6 +246,8 @@ pub static POSTGRES: Dialect = Dialect {
     release_customer_claim: "DELETE FROM kavach_stripe_customer_claims WHERE user_id = $1",
     release_notification: "UPDATE kavach_stripe_events SET lease_until = 0 WHERE id = $1 AND state = 'notify'",
     prune_events: "DELETE FROM kavach_stripe_events WHERE received_at < $1 AND state IN ('done', 'ignored')",
+    owed_notification: "SELECT id FROM kavach_stripe_events WHERE notify_user_id = $1 AND state = 'notify' AND lease_until < $2 LIMIT 1",
+    settle_user_notifications: "UPDATE kavach_stripe_events SET state = 'done', notify_user_id = NULL WHERE notify_user_id = $1 AND state = 'notify'",
 };
 
 pub static MYSQL: Dialect = Dialect {
@@ -336,6 +350,9 @@ pub static MYSQL: Dialect = Dialect {
             granted_at BIGINT NOT NULL,
             session_expires_at BIGINT
         ) DEFAULT CHARSET = utf8mb4"],
+    event_indexes: "SELECT CAST(index_name AS CHAR) FROM information_schema.statistics \
+        WHERE table_schema = DATABASE() AND table_name = 'kavach_stripe_events'",
+    create_notify_index: "CREATE INDEX kavach_stripe_events_notify ON kavach_stripe_events (notify_user_id)",
     backfill_select: "SELECT id, items FROM kavach_stripe_subscriptions WHERE product_id IS NULL AND quantity IS NULL",
     backfill_update: "UPDATE kavach_stripe_subscriptions SET product_id = ?, quantity = ? WHERE id = ?",
     select_user: "SELECT id, email, name, stripe_customer_id, stripe_subscription_id, \
@@ -381,6 +398,8 @@ pub static MYSQL: Dialect = Dialect {
     release_customer_claim: "DELETE FROM kavach_stripe_customer_claims WHERE user_id = ?",
     release_notification: "UPDATE kavach_stripe_events SET lease_until = 0 WHERE id = ? AND state = 'notify'",
     prune_events: "DELETE FROM kavach_stripe_events WHERE received_at < ? AND state IN ('done', 'ignored')",
+    owed_notification: OWED_NOTIFICATION,
+    settle_user_notifications: SETTLE_USER_NOTIFICATIONS,
 };
 
 pub static SQLITE: Dialect = Dialect {
@@ -471,6 +490,8 @@ pub static SQLITE: Dialect = Dialect {
             granted_at INTEGER NOT NULL,
             session_expires_at INTEGER
         )"],
+    event_indexes: "SELECT name FROM pragma_index_list('kavach_stripe_events')",
+    create_notify_index: "CREATE INDEX IF NOT EXISTS kavach_stripe_events_notify ON kavach_stripe_events (notify_user_id)",
     backfill_select: "SELECT id, items FROM kavach_stripe_subscriptions WHERE product_id IS NULL AND quantity IS NULL",
     backfill_update: "UPDATE kavach_stripe_subscriptions SET product_id = ?, quantity = ? WHERE id = ?",
     select_user: "SELECT id, email, name, stripe_customer_id, stripe_subscription_id, \
@@ -512,9 +533,16 @@ pub static SQLITE: Dialect = Dialect {
     release_customer_claim: "DELETE FROM kavach_stripe_customer_claims WHERE user_id = ?",
     release_notification: "UPDATE kavach_stripe_events SET lease_until = 0 WHERE id = ? AND state = 'notify'",
     prune_events: SQLITE_PRUNE_EVENTS,
+    owed_notification: OWED_NOTIFICATION,
+    settle_user_notifications: SETTLE_USER_NOTIFICATIONS,
 };
 
 const SQLITE_UPSERT_SUBSCRIPTION: &str = "INSERT INTO kavach_stripe_subscriptions (id, customer_id, user_id, status, items, price_id, current_period_end, cancel_at_period_end, cancel_at, trial_end, created, last_event_created, product_id, quantity, trial_start, ended_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, unixepoch()) ON CONFLICT (id) DO UPDATE SET user_id = COALESCE(excluded.user_id, user_id), customer_id = excluded.customer_id, status = excluded.status, items = excluded.items, price_id = excluded.price_id, current_period_end = excluded.current_period_end, cancel_at_period_end = excluded.cancel_at_period_end, cancel_at = excluded.cancel_at, trial_end = excluded.trial_end, created = excluded.created, last_event_created = excluded.last_event_created, product_id = excluded.product_id, quantity = excluded.quantity, trial_start = excluded.trial_start, ended_at = excluded.ended_at, updated_at = excluded.updated_at";
+
+const OWED_NOTIFICATION: &str = "SELECT id FROM kavach_stripe_events \
+    WHERE notify_user_id = ? AND state = 'notify' AND lease_until < ? LIMIT 1";
+const SETTLE_USER_NOTIFICATIONS: &str = "UPDATE kavach_stripe_events SET state = 'done', \
+    notify_user_id = NULL WHERE notify_user_id = ? AND state = 'notify'";
 
 /// One stored subscription as the billing status reads it.
 const SUBSCRIPTION_RECORD_PG: &str = "SELECT id, status, items, price_id, product_id, quantity, \

@@ -152,6 +152,34 @@ impl Store {
         Ok(())
     }
 
+    /// A ledger row whose notification to `user_id` is still owed and not
+    /// being delivered (its lease expired).
+    pub async fn owed_notification(
+        &self,
+        user_id: &str,
+        now: i64,
+    ) -> BillingResult<Option<String>> {
+        let id = dispatch!(self, pool => {
+            sqlx::query(self.sql.owed_notification)
+                .bind(user_id)
+                .bind(now)
+                .fetch_optional(pool)
+                .await?
+                .map(|row| row.try_get::<String, _>(0))
+                .transpose()?
+        });
+        Ok(id)
+    }
+
+    /// Every notification owed to `user_id` is settled by a call that just
+    /// carried the user's current state.
+    pub async fn settle_user_notifications(&self, user_id: &str) -> BillingResult<()> {
+        dispatch!(self, pool => {
+            sqlx::query(self.sql.settle_user_notifications).bind(user_id).execute(pool).await?;
+        });
+        Ok(())
+    }
+
     pub async fn checkout_session_user(&self, session_id: &str) -> BillingResult<Option<String>> {
         let user = dispatch!(self, pool => {
             sqlx::query(self.sql.checkout_session_user)

@@ -57,6 +57,7 @@ fn plan(
     sql: &Dialect,
     existing_columns: &[String],
     subscription_columns: &[String],
+    event_indexes: &[String],
     from: i64,
 ) -> Vec<&'static str> {
     let mut statements = Vec::new();
@@ -92,9 +93,18 @@ fn plan(
             }
         }
         statements.extend_from_slice(sql.migration_v4);
+        if !event_indexes
+            .iter()
+            .any(|name| name.eq_ignore_ascii_case(NOTIFY_INDEX))
+        {
+            statements.push(sql.create_notify_index);
+        }
     }
     statements
 }
+
+/// Finds the notifications a user is still owed (`Dialect::owed_notification`).
+const NOTIFY_INDEX: &str = "kavach_stripe_events_notify";
 
 /// Product and quantity of the main item (`SubscriptionSnapshot::main_item`)
 /// of a row's stored items, for rows written before schema version 4.
@@ -224,7 +234,19 @@ where
         .await
         .and_then(|rows| rows.iter().map(|row| row.try_get(0)).collect())
         .map_err(|e| failed("read kavach_stripe_subscriptions columns", e))?;
-    for statement in plan(sql, &columns, &subscription_columns, version) {
+    let event_indexes: Vec<String> = sqlx::query(sql.event_indexes)
+        .persistent(false)
+        .fetch_all(&mut *conn)
+        .await
+        .and_then(|rows| rows.iter().map(|row| row.try_get(0)).collect())
+        .map_err(|e| failed("read kavach_stripe_events indexes", e))?;
+    for statement in plan(
+        sql,
+        &columns,
+        &subscription_columns,
+        &event_indexes,
+        version,
+    ) {
         sqlx::query(statement)
             .persistent(false)
             .execute(&mut *conn)
@@ -286,7 +308,7 @@ mod tests {
     #[test]
     fn plan_adds_only_missing_columns() {
         let existing: Vec<String> = vec!["id".into(), "email".into(), "stripe_customer_id".into()];
-        let statements = plan(&SQLITE, &existing, &[], SCHEMA_VERSION);
+        let statements = plan(&SQLITE, &existing, &[], &[], SCHEMA_VERSION);
         assert!(!statements
             .iter()
             .any(|s| s.contains("ADD COLUMN stripe_customer_id")));
@@ -294,9 +316,9 @@ mod tests {
             .iter()
             .any(|s| s.contains("ADD COLUMN stripe_price_id")));
         let all: Vec<String> = USERS_STRIPE_COLUMNS.iter().map(|c| c.to_string()).collect();
-        assert!(plan(&POSTGRES, &all, &[], SCHEMA_VERSION).is_empty());
+        assert!(plan(&POSTGRES, &all, &[], &[], SCHEMA_VERSION).is_empty());
         assert_eq!(
-            plan(&POSTGRES, &[], &[], SCHEMA_VERSION)[0],
+            plan(&POSTGRES, &[], &[], &[], SCHEMA_VERSION)[0],
             POSTGRES.create_users_table
         );
     }
@@ -305,7 +327,8 @@ mod tests {
     fn version_4_adds_only_missing_subscription_columns() {
         let users: Vec<String> = USERS_STRIPE_COLUMNS.iter().map(|c| c.to_string()).collect();
         let half: Vec<String> = vec!["id".into(), "product_id".into(), "QUANTITY".into()];
-        let statements = plan(&MYSQL, &users, &half, 3);
+        let statements = plan(&MYSQL, &users, &half, &[], 3);
+        assert!(statements.contains(&MYSQL.create_notify_index));
         assert!(!statements
             .iter()
             .any(|s| s.contains("ADD COLUMN product_id")));
@@ -321,7 +344,7 @@ mod tests {
             .iter()
             .map(|c| c.to_string())
             .collect();
-        assert!(!plan(&MYSQL, &users, &all, 3)
+        assert!(!plan(&MYSQL, &users, &all, &[NOTIFY_INDEX.to_owned()], 3)
             .iter()
             .any(|s| s.contains("ADD COLUMN")));
     }
@@ -338,7 +361,7 @@ mod tests {
 
     #[test]
     fn sqlite_adds_a_unique_index_after_the_customer_column() {
-        let statements = plan(&SQLITE, &["id".to_owned()], &[], SCHEMA_VERSION);
+        let statements = plan(&SQLITE, &["id".to_owned()], &[], &[], SCHEMA_VERSION);
         let add = statements
             .iter()
             .position(|s| s.contains("ADD COLUMN stripe_customer_id"))

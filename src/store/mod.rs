@@ -60,7 +60,9 @@ mod subscriptions;
 mod trials;
 
 pub use ledger::{Claim, EventState};
-pub use subscriptions::{ApplyOutcome, SubscriptionChange, SubscriptionRecord, SubscriptionWrite};
+pub use subscriptions::{
+    ApplyOutcome, Fetched, SubscriptionChange, SubscriptionRecord, SubscriptionWrite,
+};
 pub use trials::TrialGrant;
 
 /// Opens a write transaction. SQLite takes the write lock up front

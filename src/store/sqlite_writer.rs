@@ -475,6 +475,7 @@ mod tests {
                 customer_id: "cus_1".into(),
                 status: STATUSES[step.status].into(),
                 items: vec![SubscriptionItem {
+                    id: None,
                     price: Some(format!("price_{index}")),
                     product: Some("prod".into()),
                     quantity: Some(1),

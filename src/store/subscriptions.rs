@@ -19,11 +19,20 @@ pub enum SubscriptionChange {
     /// The subscription as the event (or a fetch from Stripe) shows it.
     Snapshot {
         snapshot: SubscriptionSnapshot,
-        /// Fetched from Stripe just now: the truth, whatever its event's age.
-        authoritative: bool,
+        /// Set when Stripe returned the snapshot just now (a fetch, or the
+        /// answer to the app's own change): the truth, whatever its event's age.
+        fetched: Option<Fetched>,
     },
     /// `invoice.payment_failed`: `active` and `trialing` become `past_due`.
     PaymentFailed { subscription_id: String },
+}
+
+/// When Stripe answered with a snapshot: its `Date` header in Unix seconds
+/// (Stripe's clock; `None` if it sent none). An event created in an earlier
+/// second never overwrites that snapshot; one in the same second is a tie.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fetched {
+    pub as_of: Option<i64>,
 }
 
 #[derive(Debug, Clone)]
@@ -178,8 +187,8 @@ impl Store {
                     .or_else(|| stored.as_ref().and_then(|s| s.user_id.clone()));
 
                 match &write.change {
-                    SubscriptionChange::Snapshot { snapshot, authoritative } => {
-                        match decide(last, write.event_created, *authoritative) {
+                    SubscriptionChange::Snapshot { snapshot, fetched } => {
+                        match decide(last, write.event_created, fetched.is_some()) {
                             Ordering::Tie => return Ok(ApplyOutcome::NeedsRefetch),
                             Ordering::Stale => {
                                 sqlx::query(sql.finish_event)
@@ -208,7 +217,10 @@ impl Store {
                             .bind(snapshot.cancel_at)
                             .bind(snapshot.trial_end)
                             .bind(snapshot.created)
-                            .bind(Some(last.map_or(write.event_created, |l| l.max(write.event_created))))
+                            .bind(Some(
+                                last.map_or(write.event_created, |l| l.max(write.event_created))
+                                    .max(fetched.and_then(|f| f.as_of).unwrap_or(i64::MIN)),
+                            ))
                             .bind(main.and_then(|i| i.product.clone()))
                             .bind(main.and_then(|i| i.quantity))
                             .bind(snapshot.trial_start)

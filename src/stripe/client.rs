@@ -119,6 +119,11 @@ impl StripeClient {
 
     /// `GET /v1/...`.
     pub async fn get(&self, path: &str) -> BillingResult<Value> {
+        Ok(self.get_dated(path).await?.body)
+    }
+
+    /// `GET /v1/...`, with the time Stripe answered.
+    pub async fn get_dated(&self, path: &str) -> BillingResult<StripeResponse> {
         let url = format!("{}{path}", self.api_base);
         self.with_retries(|| self.http.get(&url)).await
     }
@@ -131,6 +136,16 @@ impl StripeClient {
         form: &FormBody,
         idempotency_key: &str,
     ) -> BillingResult<Value> {
+        Ok(self.post_dated(path, form, idempotency_key).await?.body)
+    }
+
+    /// `POST /v1/...`, with the time Stripe answered.
+    pub async fn post_dated(
+        &self,
+        path: &str,
+        form: &FormBody,
+        idempotency_key: &str,
+    ) -> BillingResult<StripeResponse> {
         let url = format!("{}{path}", self.api_base);
         let body = form.encode();
         self.with_retries(|| {
@@ -143,10 +158,25 @@ impl StripeClient {
         .await
     }
 
+    /// `DELETE /v1/...` (cancelling a subscription), with the time Stripe answered.
+    pub async fn delete_dated(
+        &self,
+        path: &str,
+        idempotency_key: &str,
+    ) -> BillingResult<StripeResponse> {
+        let url = format!("{}{path}", self.api_base);
+        self.with_retries(|| {
+            self.http
+                .delete(&url)
+                .header("Idempotency-Key", idempotency_key)
+        })
+        .await
+    }
+
     async fn with_retries(
         &self,
         build: impl Fn() -> reqwest::RequestBuilder,
-    ) -> BillingResult<Value> {
+    ) -> BillingResult<StripeResponse> {
         let mut retries = 0;
         loop {
             match Self::attempt(build()).await {
@@ -160,7 +190,7 @@ impl StripeClient {
         }
     }
 
-    async fn attempt(request: reqwest::RequestBuilder) -> Result<Value, AttemptError> {
+    async fn attempt(request: reqwest::RequestBuilder) -> Result<StripeResponse, AttemptError> {
         let response = request
             .send()
             .await
@@ -174,6 +204,7 @@ impl StripeClient {
                 .map(str::to_owned)
         };
         let request_id = header("Request-Id");
+        let date = header("Date").and_then(|value| http_date_seconds(&value));
         let retry_after = header("Retry-After").and_then(|v| v.trim().parse().ok());
         let should_retry = match header("Stripe-Should-Retry").as_deref() {
             Some("true") => Some(true),
@@ -205,11 +236,13 @@ impl StripeClient {
         }
         let json: Option<Value> = serde_json::from_slice(&body).ok();
         if (200..300).contains(&status) {
-            return json.ok_or_else(|| {
-                AttemptError::Transport(format!(
-                    "Stripe answered {status} with a body that is not JSON"
-                ))
-            });
+            return json
+                .map(|body| StripeResponse { body, date })
+                .ok_or_else(|| {
+                    AttemptError::Transport(format!(
+                        "Stripe answered {status} with a body that is not JSON"
+                    ))
+                });
         }
         let error = json.as_ref().and_then(|v| v.get("error"));
         let text = |name: &str| {
@@ -233,6 +266,21 @@ impl StripeClient {
             should_retry,
         })
     }
+}
+
+/// A successful answer and the time Stripe gave it (its `Date` header, in
+/// Unix seconds): the as-of time of the objects in it, on Stripe's clock.
+#[derive(Debug, Clone)]
+pub struct StripeResponse {
+    pub body: Value,
+    pub date: Option<i64>,
+}
+
+/// An HTTP date (`Sun, 06 Nov 1994 08:49:37 GMT`) in Unix seconds.
+pub fn http_date_seconds(value: &str) -> Option<i64> {
+    chrono::DateTime::parse_from_rfc2822(value.trim())
+        .ok()
+        .map(|date| date.timestamp())
 }
 
 /// A transport failure, described without the URL's query or any header.
@@ -306,6 +354,15 @@ mod tests {
         assert!(retry_delay(4, 0.0) >= Duration::from_secs(2));
         let unit = random_unit();
         assert!((0.0..1.0).contains(&unit));
+    }
+
+    #[test]
+    fn http_dates() {
+        assert_eq!(
+            http_date_seconds("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(784_111_777)
+        );
+        assert_eq!(http_date_seconds("yesterday"), None);
     }
 
     #[test]

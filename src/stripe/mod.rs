@@ -4,6 +4,8 @@ mod client;
 mod error;
 mod form;
 
-pub use client::{derived_idempotency_key, hex, random_idempotency_key, StripeClient};
+pub use client::{
+    derived_idempotency_key, hex, random_idempotency_key, StripeClient, StripeResponse,
+};
 pub use error::StripeApiError;
 pub use form::FormBody;
