@@ -11,6 +11,13 @@
 // alone checks the stored state, the projection and the notifications, and
 // that every delivery answered 200 is in the ledger.
 //
+// Meanwhile the app changes plans, cancels, resumes and syncs a fifth of the
+// users' subscriptions through the API (the fake Stripe applies them to what
+// it holds, with the same faults). A call that succeeded must have stored
+// Stripe's answer for good: every event is older than it. A call that failed
+// (Stripe refused or failed, a connection died, the callback threw) is
+// followed by a sync, as the webhook Stripe sends for a change would be.
+//
 // CHAOS_USERS (default 200) scales it; CHAOS_ONLY=postgres|mysql|sqlite runs one part.
 import { spawn } from 'node:child_process'
 import fs from 'node:fs'
@@ -42,6 +49,9 @@ const KILL_AFTER_SHARE = 0.3
 const MYSQL_VICTIM = 'kavach_chaos1'
 const OWN_TABLES = ['kavach_stripe_subscriptions', 'kavach_stripe_events', 'kavach_stripe_checkout_sessions', 'kavach_stripe_customer_claims', 'kavach_stripe_trial_grants', 'kavach_stripe_schema', 'kavach_users']
 const pick = (list) => list[Math.floor(random() * list.length)]
+/** The share of users whose subscription the app changes during the run. */
+const APP_OPERATION_SHARE = 0.2
+const APP_OPERATIONS = ['change_plan', 'change_plan', 'cancel', 'resume', 'cancel_now', 'sync']
 
 // ---- the events, and the truth they imply ---------------------------------
 function generate() {
@@ -91,7 +101,10 @@ function generate() {
       t += 100
     }
   }
-  return { events, truth, users }
+  const operations = users
+    .filter(() => random() < APP_OPERATION_SHARE)
+    .flatMap((user) => Array.from({ length: 1 + Math.floor(random() * 3) }, () => ({ userId: user.id, op: pick(APP_OPERATIONS), price: pick(['price_basic', 'price_pro', 'price_team']), at: random() })))
+  return { events, truth, users, operations }
 }
 
 // ---- a fake Stripe that holds the truth, and fails on purpose -------------
@@ -110,9 +123,42 @@ async function startStripe(truth, faults) {
       faults.stripeStall += 1
       return setTimeout(() => reply(500, { error: { type: 'api_error', message: 'too late' } }), 6000)
     }
-    const match = req.url.match(/^\/v1\/subscriptions\/(.+)$/)
-    if (req.method === 'GET' && match && truth.has(match[1])) return reply(200, truth.get(match[1]))
-    reply(404, { error: { type: 'invalid_request_error', code: 'resource_missing', message: 'No such object' } })
+    const chunks = []
+    req.on('data', (c) => chunks.push(c))
+    req.on('end', () => {
+      const form = new URLSearchParams(Buffer.concat(chunks).toString('utf8'))
+      const match = req.url.match(/^\/v1\/subscriptions\/([A-Za-z0-9_]+)$/)
+      const held = match && truth.get(match[1])
+      if (req.method === 'GET' && held) return reply(200, held)
+      if (held && held.status === 'canceled' && req.method !== 'GET') {
+        return reply(400, { error: { type: 'invalid_request_error', message: 'A canceled subscription can only update its cancellation_details.' } })
+      }
+      // The app's own changes, applied to what this Stripe holds.
+      if (req.method === 'DELETE' && held) {
+        const ended = { ...structuredClone(held), status: 'canceled', cancel_at_period_end: false, cancel_at: null }
+        truth.set(held.id, ended)
+        return reply(200, ended)
+      }
+      if (req.method === 'POST' && held) {
+        const next = structuredClone(held)
+        if (form.has('items[0][price]')) {
+          const item = next.items.data.find((i) => i.id === form.get('items[0][id]'))
+          if (!item) return reply(400, { error: { type: 'invalid_request_error', code: 'resource_missing', message: 'No such subscription item' } })
+          item.price = { ...item.price, id: form.get('items[0][price]') }
+          item.quantity = Number(form.get('items[0][quantity]') ?? 1)
+        }
+        if (form.has('cancel_at_period_end')) next.cancel_at_period_end = form.get('cancel_at_period_end') === 'true'
+        if (form.get('cancel_at') === '') next.cancel_at = null
+        truth.set(held.id, next)
+        return reply(200, next)
+      }
+      if (req.method === 'GET' && req.url.startsWith('/v1/subscriptions?')) {
+        const customer = new URL(req.url, 'http://chaos').searchParams.get('customer')
+        const data = [...truth.values()].filter((sub) => sub.customer === customer)
+        return reply(200, { object: 'list', url: '/v1/subscriptions', has_more: false, data })
+      }
+      reply(404, { error: { type: 'invalid_request_error', code: 'resource_missing', message: 'No such object' } })
+    })
   })
   await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve))
   return {
@@ -242,7 +288,7 @@ async function check(kind, read, truth, users, results, mismatches) {
     const periodEnd = r.stripe_current_period_end instanceof Date ? r.stripe_current_period_end.getTime() / 1000 : Number(r.stripe_current_period_end)
     compare(`${kind} user ${user.id}`, expected, { customer: r.stripe_customer_id, id: r.stripe_subscription_id, status: r.stripe_subscription_status, price: r.stripe_price_id, periodEnd, scheduled: Boolean(Number(r.stripe_cancel_at_period_end)) }, mismatches)
     const last = lastNotification.get(user.id)
-    compare(`${kind} last notification of ${user.id}`, { id: winner.id, status: winner.status, priceId: winner.price, currentPeriodEnd: new Date(winner.periodEnd * 1000).toISOString(), cancelAtPeriodEnd: winner.scheduled }, last?.sub, mismatches)
+    compare(`${kind} last notification of ${user.id}`, { id: winner.id, status: winner.status, priceId: winner.price, currentPeriodEnd: new Date(winner.periodEnd * 1000).toISOString(), cancelAtPeriodEnd: winner.scheduled, plan: null }, last?.sub, mismatches)
   }
   // Nothing answered 200 is lost, nothing is left half-done.
   const ledger = new Map((await read('SELECT id, state FROM kavach_stripe_events')).map((r) => [r.id, r.state]))
@@ -267,7 +313,9 @@ async function migrate(database) {
 async function part(kind, instances, generated, dir) {
   const counts = { events: generated.events.length, deliveries: 0, duplicates: 0 }
   const faults = { stripe500: 0, stripeStall: 0, connectionsKilled: 0, killed: [] }
-  const stripeServer = await startStripe(generated.truth, faults)
+  // The app's calls change what Stripe holds: each part starts from the events' truth.
+  const truth = new Map([...generated.truth].map(([id, sub]) => [id, structuredClone(sub)]))
+  const stripeServer = await startStripe(truth, faults)
   let database
   let read
   let cleanup = async () => {}
@@ -349,18 +397,47 @@ async function part(kind, instances, generated, dir) {
 
   const all = deliveries(generated.events, counts)
   const shares = Array.from({ length: instances }, (_, i) => all.filter((_, j) => j % instances === i))
+  // The app's calls go to every instance but the one that is killed.
+  const callers = Array.from({ length: instances }, (_, i) => i).filter((i) => !(kind === 'sqlite' && i === 0))
+  const calls = shares.map((_, i) => generated.operations.filter((_, j) => callers[j % callers.length] === i))
   const started = Date.now()
   const results = await Promise.all(
     shares.map((share, i) => {
-      const job = { name: `${kind}-${i}`, database: database(i), secretKey: SECRET_KEY, webhookSecret: WEBHOOK_SECRET, apiBase: stripeServer.url, deliveries: share, concurrency: 8, listenerThrowRate: 0.03, maxAttempts: 200, seed: 1000 + i }
+      const job = { name: `${kind}-${i}`, database: database(i), secretKey: SECRET_KEY, webhookSecret: WEBHOOK_SECRET, apiBase: stripeServer.url, deliveries: share, operations: calls[i], concurrency: 8, listenerThrowRate: 0.03, maxAttempts: 200, seed: 1000 + i }
       if (kind === 'sqlite' && i === 0) return runKilledWorker(job, dir, faults)
       return startWorker(job, dir).done
     }),
   )
   if (killer) clearInterval(killer)
+  // A failed call is followed by a sync of that user, as the webhook Stripe
+  // sends for a change that happened would be.
+  const failedCalls = results.flatMap((r) => r.operations ?? []).filter((o) => !o.ok)
+  const repair = { name: `${kind}-repair`, responses: [], notifications: [], retries: 0, failures: {}, listenerThrows: 0 }
+  if (failedCalls.length > 0) {
+    const repairHost = await createHost({
+      database: database(0),
+      plugins: [stripe({ secretKey: SECRET_KEY, webhookSecret: WEBHOOK_SECRET, apiBase: stripeServer.url, onSubscriptionChange: (userId, sub) => {
+        repair.notifications.push({ userId, at: performance.timeOrigin + performance.now(), sub: { ...sub, currentPeriodEnd: sub.currentPeriodEnd?.toISOString() ?? null } })
+      } })],
+    })
+    const repairApi = repairHost.plugins.getContext().stripe
+    for (const userId of new Set(failedCalls.map((o) => o.userId))) {
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await repairApi.syncSubscription(userId)
+          break
+        } catch (error) {
+          if (attempt >= 30) throw new Error(`the repair sync of ${userId} kept failing: ${error.code} ${error.message}`)
+          await new Promise((resolve) => setTimeout(resolve, 100))
+        }
+      }
+    }
+    await repairApi.close()
+  }
+  results.push(repair)
   const seconds = (Date.now() - started) / 1000
   const mismatches = []
-  await check(kind, read, generated.truth, generated.users, results, mismatches)
+  await check(kind, read, truth, generated.users, results, mismatches)
   await cleanup()
   await stripeServer.close()
   const sum = (f) => results.reduce((n, r) => n + f(r), 0)
@@ -371,6 +448,10 @@ async function part(kind, instances, generated, dir) {
   const killed = kind === 'sqlite' ? `, instance killed: ${faults.killed.join('; ')}` : ''
   console.log(`${kind}: faults injected: ${faults.stripe500} Stripe 500s, ${faults.stripeStall} stalled Stripe fetches, ${faults.connectionsKilled} database connections killed, ${sum((r) => r.listenerThrows)} throwing callbacks, ${trap}${killed}`)
   console.log(`${kind}: non-2xx answers: ${JSON.stringify(failures)}; notifications: ${sum((r) => r.notifications.length)}`)
+  const operations = results.flatMap((r) => r.operations ?? [])
+  const refusals = {}
+  for (const o of operations.filter((o) => !o.ok)) refusals[o.code] = (refusals[o.code] ?? 0) + 1
+  console.log(`${kind}: app calls during delivery: ${operations.length} (${operations.filter((o) => o.ok).length} succeeded; failed: ${JSON.stringify(refusals)}), then ${new Set(failedCalls.map((o) => o.userId)).size} repair syncs`)
   for (const m of mismatches.slice(0, 20)) console.log(`  MISMATCH ${m}`)
   return mismatches.length
 }

@@ -1,6 +1,7 @@
 // One app instance of the chaos run: the plugin behind the contract host,
 // delivering its share of the deliveries like Stripe (redelivering every
-// non-2xx), with an onSubscriptionChange that sometimes throws. Every 2xx
+// non-2xx), making the app's own calls (change plan, cancel, resume, sync)
+// meanwhile, with an onSubscriptionChange that sometimes throws. Every 2xx
 // answer and every notification is appended to a journal as it happens, so
 // the run can account for an instance that is killed mid-way.
 import fs from 'node:fs'
@@ -69,6 +70,26 @@ async function lane() {
     }
   }
 }
-await Promise.all(Array.from({ length: job.concurrency }, lane))
+/** The app's own calls, each made once its share of the deliveries has started. */
+const operations = []
+async function appCalls() {
+  for (const call of job.operations ?? []) {
+    while (next < Math.floor(call.at * job.deliveries.length) && next < job.deliveries.length) {
+      await new Promise((resolve) => setTimeout(resolve, 5))
+    }
+    try {
+      if (call.op === 'change_plan') await api.changePlan(call.userId, { priceId: call.price })
+      else if (call.op === 'cancel') await api.cancelSubscription(call.userId)
+      else if (call.op === 'cancel_now') await api.cancelSubscription(call.userId, { immediately: true })
+      else if (call.op === 'resume') await api.resumeSubscription(call.userId)
+      else await api.syncSubscription(call.userId)
+      operations.push({ ...call, ok: true })
+    } catch (error) {
+      operations.push({ ...call, ok: false, code: error.code ?? 'thrown' })
+    }
+    record({ operation: operations.at(-1) })
+  }
+}
+await Promise.all([...Array.from({ length: job.concurrency }, lane), appCalls()])
 await api.close()
-fs.writeFileSync(job.resultFile, JSON.stringify({ name: job.name, responses, notifications, retries, failures, listenerThrows }))
+fs.writeFileSync(job.resultFile, JSON.stringify({ name: job.name, responses, notifications, retries, failures, listenerThrows, operations }))

@@ -213,7 +213,15 @@ impl BillingService {
             },
             notify: self.listener.is_some(),
         };
-        match self.store.apply_subscription(&write).await? {
+        let applied = match self.store.apply_subscription(&write).await {
+            Ok(outcome) => outcome,
+            Err(error) => {
+                // Nothing was stored: the claim must not stay behind.
+                let _ = self.store.release_event(&ledger_id).await;
+                return Err(error);
+            }
+        };
+        match applied {
             ApplyOutcome::Applied {
                 changed_user: Some(changed),
             } if self.listener.is_some() => {
