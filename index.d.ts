@@ -29,6 +29,7 @@ export type KavachStripeErrorCode =
   | 'secret_not_configured'
   | 'event_in_progress'
   | 'subscription_listener_failed'
+  | 'trial_listener_failed'
   | 'stripe_api_error'
   | 'stripe_unreachable'
   | 'internal_error'
@@ -79,6 +80,40 @@ export interface Subscription {
   cancelAtPeriodEnd: boolean
   /** The configured plan of `priceId`; `null` without `plans` or for another price. */
   plan: SubscriptionPlan | null
+  /** What the user must do about a payment (see README, Payments that fail); `null` when nothing. */
+  paymentIssue: PaymentIssue | null
+}
+
+/**
+ * The newest open invoice of the subscription that failed at least once or requires action
+ * (3-D Secure); paid, voided and uncollectible invoices never count.
+ */
+export interface PaymentIssue {
+  invoiceId: string
+  reason: 'payment_failed' | 'requires_action'
+  /** Minor units. */
+  amountDue: number | null
+  currency: string | null
+  attemptCount: number
+  /** When Stripe retries; `null` when it will not. */
+  nextPaymentAttempt: Date | null
+  /** Where the user pays or authenticates. */
+  hostedInvoiceUrl: string | null
+}
+
+/** One invoice of `listInvoices`. */
+export interface InvoiceSummary {
+  id: string
+  number: string | null
+  status: 'draft' | 'open' | 'paid' | 'void' | 'uncollectible' | null
+  amountDue: number
+  amountPaid: number
+  currency: string
+  created: Date
+  periodStart: Date | null
+  periodEnd: Date | null
+  hostedInvoiceUrl: string | null
+  invoicePdf: string | null
 }
 
 /** One entry of the `plans` option. */
@@ -127,13 +162,15 @@ export interface BillingStatus {
   onGracePeriod: boolean
   /** Status `past_due` or `unpaid`. */
   pastDue: boolean
+  paymentIssue: PaymentIssue | null
 }
 
 /** `GET /auth/stripe/status`: `BillingStatus` as JSON (dates as ISO 8601 strings). */
-export type BillingStatusJson = Omit<BillingStatus, 'currentPeriodEnd' | 'trialEndsAt' | 'endsAt'> & {
+export type BillingStatusJson = Omit<BillingStatus, 'currentPeriodEnd' | 'trialEndsAt' | 'endsAt' | 'paymentIssue'> & {
   currentPeriodEnd: string | null
   trialEndsAt: string | null
   endsAt: string | null
+  paymentIssue: (Omit<PaymentIssue, 'nextPaymentAttempt'> & { nextPaymentAttempt: string | null }) | null
 }
 
 /** Narrows `hasActiveSubscription`; every given field must match one of the subscription's items. */
@@ -157,8 +194,13 @@ export interface StripePluginOptions {
   secretKey: string
   /** Webhook signing secret(s) (`whsec_…`); several while rotating. Without one every webhook is rejected. */
   webhookSecret?: string | readonly string[]
-  /** Called after the user's projected subscription really changed (never for a no-op). */
+  /** Called after the user's projected subscription really changed, its payment issue included (never for a no-op). */
   onSubscriptionChange?: (userId: string, subscription: Subscription) => Promise<void> | void
+  /**
+   * `customer.subscription.trial_will_end` (3 days before a trial ends): once per event; if it throws the
+   * webhook answers 500 `trial_listener_failed` and Stripe's retry calls it again.
+   */
+  onTrialWillEnd?: (userId: string, trial: { trialEndsAt: Date; subscription: Subscription }) => Promise<void> | void
   /**
    * Default `https://api.stripe.com`; tests and local stand-ins point it elsewhere. Plain `http:` is
    * refused (`invalid_config`) unless the host is loopback (127.0.0.0/8, `::1`, `localhost`) or
@@ -294,6 +336,8 @@ export interface StripeBillingApi {
   cancelSubscription(userId: string, options?: { immediately?: boolean; subscriptionId?: string }): Promise<Subscription>
   /** Undoes a scheduled cancellation; one not scheduled is returned unchanged. */
   resumeSubscription(userId: string, options?: { subscriptionId?: string }): Promise<Subscription>
+  /** The customer's invoices from Stripe, newest first (`limit` 1–100, default 10). */
+  listInvoices(userId: string, options?: { limit?: number; startingAfter?: string }): Promise<{ invoices: InvoiceSummary[]; hasMore: boolean }>
   /** Stores the customer's subscriptions from Stripe; with `sessionId`, links the checkout's customer first. */
   syncSubscription(userId: string, options?: { sessionId?: string }): Promise<Subscription | null>
   /** Closes the database pool; the instance is unusable afterwards. */

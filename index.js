@@ -157,6 +157,7 @@ function billingApi(billing) {
     }),
     getSubscription: async (userId) => (await callAsync(() => billing.getSubscription(userId))) ?? null,
     getBillingStatus: (userId) => callAsync(() => billing.getBillingStatus(userId)),
+    listInvoices: (userId, options) => callAsync(() => billing.listInvoices(userId, options)),
     changePlan: (userId, change) => callAsync(() => billing.changePlan(userId, change)),
     previewPlanChange: (userId, change) => callAsync(() => billing.previewPlanChange(userId, change)),
     cancelSubscription: (userId, options) => callAsync(() => billing.cancelSubscription(userId, options)),
@@ -168,18 +169,24 @@ function billingApi(billing) {
   }
 }
 
-// onSubscriptionChange, made to always return a Promise (sync throws become rejections).
-function listenerOf(options) {
-  const listener = options !== null && typeof options === 'object' ? options.onSubscriptionChange : undefined
+// onSubscriptionChange / onTrialWillEnd, made to always return a Promise (sync throws become rejections).
+function listenerOf(options, name) {
+  const listener = options !== null && typeof options === 'object' ? options[name] : undefined
   if (typeof listener !== 'function') return undefined
-  return async (userId, subscription) => {
-    await listener(userId, subscription)
+  return async (userId, value) => {
+    await listener(userId, value)
   }
+}
+
+function parse(options, standalone) {
+  return callSync(() =>
+    native.parseOptions(options, standalone, listenerOf(options, 'onSubscriptionChange'), listenerOf(options, 'onTrialWillEnd')),
+  )
 }
 
 /** The kavachOS plugin: `createKavach({ plugins: [stripe({...})] })`. */
 function stripe(options) {
-  const config = callSync(() => native.parseOptions(options, false, listenerOf(options)))
+  const config = parse(options, false)
   return {
     id: 'kavach-stripe',
     async init(ctx) {
@@ -206,7 +213,7 @@ function stripe(options) {
 
 /** The same billing without kavachOS: mount `handleRequest` in any framework. */
 async function createStripeBilling(options) {
-  const config = callSync(() => native.parseOptions(options, true, listenerOf(options)))
+  const config = parse(options, true)
   const billing = await callAsync(() => config.open(undefined))
   const webhook = webhookChannel(billing)
   const endpoints = new Map(billing.endpoints().map((endpoint) => [endpoint.path, endpoint]))

@@ -193,6 +193,7 @@ for (const kind of DATABASE_KINDS) {
         endsAt: null,
         onGracePeriod: false,
         pastDue: false,
+        paymentIssue: null,
       })
       assert.ok(status.currentPeriodEnd instanceof Date)
       const res = await request('status', { user: 'u_trial' })
@@ -211,7 +212,7 @@ for (const kind of DATABASE_KINDS) {
       await user('u_none')
       assert.deepEqual(await api.getBillingStatus('u_none'), {
         active: false, status: null, plan: null, priceId: null, productId: null, quantity: null, currentPeriodEnd: null,
-        onTrial: false, trialEndsAt: null, scheduledToCancel: false, endsAt: null, onGracePeriod: false, pastDue: false,
+        onTrial: false, trialEndsAt: null, scheduledToCancel: false, endsAt: null, onGracePeriod: false, pastDue: false, paymentIssue: null,
       })
       assert.equal(await api.hasActiveSubscription('u_none'), false)
       const res = await request('status', { user: 'u_none' })
@@ -358,14 +359,14 @@ for (const kind of DATABASE_KINDS) {
       for (const column of ['product_id', 'quantity', 'trial_start', 'ended_at']) {
         await db.query(`ALTER TABLE kavach_stripe_subscriptions DROP COLUMN ${column}`)
       }
-      await db.query('DELETE FROM kavach_stripe_schema WHERE version = 4')
+      await db.query('DELETE FROM kavach_stripe_schema WHERE version >= 4')
       const upgraded = await createStripeBilling({ secretKey: KEY, apiBase: fake.url, database: db.config, plans: PLANS })
       try {
         const status = await upgraded.getBillingStatus('u_old')
         assert.equal(status.productId, 'prod_old')
         assert.equal(status.quantity, 7)
         const [row] = await db.query('SELECT MAX(version) AS v FROM kavach_stripe_schema')
-        assert.equal(Number(row.v), 4)
+        assert.equal(Number(row.v), 5)
       } finally {
         await upgraded.close()
       }

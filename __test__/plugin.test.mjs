@@ -61,16 +61,17 @@ for (const kind of DATABASE_KINDS) {
           ['POST', '/auth/stripe/cancel', true],
           ['POST', '/auth/stripe/resume', true],
           ['POST', '/auth/stripe/sync', true],
+          ['GET', '/auth/stripe/invoices', true],
           ['POST', '/auth/stripe/webhook', false],
         ],
       )
       assert.deepEqual(
         h.endpoints.filter((e) => e.metadata.rateLimit).map((e) => [e.path, e.metadata.rateLimit]),
-        [['/auth/stripe/sync', { window: 60, max: 30 }]],
+        [['/auth/stripe/sync', { window: 60, max: 30 }], ['/auth/stripe/invoices', { window: 60, max: 30 }]],
         'sync calls Stripe on every request: the host rate-limits it',
       )
       const api = h.plugins.getContext().stripe
-      for (const name of ['createCustomer', 'getCustomerId', 'createCheckoutSession', 'createPortalSession', 'getSubscription', 'getBillingStatus', 'hasActiveSubscription', 'changePlan', 'previewPlanChange', 'cancelSubscription', 'resumeSubscription', 'syncSubscription', 'close']) {
+      for (const name of ['createCustomer', 'getCustomerId', 'createCheckoutSession', 'createPortalSession', 'getSubscription', 'getBillingStatus', 'hasActiveSubscription', 'changePlan', 'previewPlanChange', 'cancelSubscription', 'resumeSubscription', 'syncSubscription', 'listInvoices', 'close']) {
         assert.equal(typeof api[name], 'function', name)
       }
       assert.deepEqual(h.migrations, [], 'migrations run natively, not through addMigration')
@@ -93,7 +94,7 @@ for (const kind of DATABASE_KINDS) {
     test('migrations are idempotent and safe when several instances start at once', { skip: !db }, async () => {
       await Promise.all([host(), host(), host()])
       const versions = await db.query('SELECT version FROM kavach_stripe_schema')
-      assert.deepEqual(versions.map((v) => Number(v.version)), [4])
+      assert.deepEqual(versions.map((v) => Number(v.version)), [5])
       for (const table of ['kavach_stripe_subscriptions', 'kavach_stripe_events', 'kavach_stripe_checkout_sessions']) {
         assert.deepEqual(await db.query(`SELECT COUNT(*) AS n FROM ${table}`).then((r) => Number(r[0].n)), 0, table)
       }
@@ -106,7 +107,7 @@ for (const kind of DATABASE_KINDS) {
       const periodEnd = new Date('2031-05-06T07:08:09.000Z')
       await db.setProjection('enc1', { subscriptionId: 'sub_enc', status: 'active', priceId: 'price_enc', periodEnd, cancelAtPeriodEnd: true })
       assert.deepEqual(await api.getSubscription('enc1'), {
-        id: 'sub_enc', status: 'active', priceId: 'price_enc', currentPeriodEnd: periodEnd, cancelAtPeriodEnd: true, plan: null,
+        id: 'sub_enc', status: 'active', priceId: 'price_enc', currentPeriodEnd: periodEnd, cancelAtPeriodEnd: true, plan: null, paymentIssue: null,
       })
       const res = await h.plugins.handleRequest(new Request('http://app.test/api/kavach/auth/stripe/subscription'), '/api/kavach')
       assert.equal(res.status, 401, 'no user: the host refuses before the handler')
@@ -118,7 +119,7 @@ for (const kind of DATABASE_KINDS) {
       assert.equal(res.status, 200)
       assert.equal(res.headers.get('content-type'), 'application/json')
       assert.deepEqual(await res.json(), {
-        subscription: { id: 'sub_enc', status: 'active', priceId: 'price_enc', currentPeriodEnd: '2031-05-06T07:08:09.000Z', cancelAtPeriodEnd: true, plan: null },
+        subscription: { id: 'sub_enc', status: 'active', priceId: 'price_enc', currentPeriodEnd: '2031-05-06T07:08:09.000Z', cancelAtPeriodEnd: true, plan: null, paymentIssue: null },
       })
       await db.insertUser('nosub', 'nosub@example.com')
       const none = await (await createHost({ database: db.config, plugins: [plugin()], getUser: async () => ({ id: 'nosub' }) }))

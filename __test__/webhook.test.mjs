@@ -115,7 +115,7 @@ for (const kind of DATABASE_KINDS) {
       assert.equal(periodEndSeconds(r.stripe_current_period_end), 1900000123)
       assert.equal(Boolean(r.stripe_cancel_at_period_end), false)
       assert.deepEqual(await api.getSubscription('u_basic'), {
-        id: 'sub_basic', status: 'active', priceId: 'price_basic', currentPeriodEnd: new Date(1900000123 * 1000), cancelAtPeriodEnd: false, plan: null,
+        id: 'sub_basic', status: 'active', priceId: 'price_basic', currentPeriodEnd: new Date(1900000123 * 1000), cancelAtPeriodEnd: false, plan: null, paymentIssue: null,
       })
       const mine = notifications.filter((n) => n.userId === 'u_basic')
       assert.equal(mine.length, 1)

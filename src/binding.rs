@@ -20,7 +20,7 @@ use crate::billing::status::{BillingStatus, SubscriptionFilter};
 use crate::billing::{BillingService, CheckoutOptions, PriceChoice, SubscriptionView};
 use crate::config::{BillingConfig, ConfigMode};
 use crate::error::{redact_secrets, BillingError};
-use crate::events::SubscriptionListener;
+use crate::events::{PaymentIssue, SubscriptionListener, TrialListener};
 use crate::http::{
     self, HttpRequest, Route, WebhookBody, WebhookResponder, ENDPOINTS, MAX_JSON_BODY_BYTES,
 };
@@ -135,11 +135,54 @@ impl SubscriptionListener for JsSubscriptionListener {
     }
 }
 
+type TrialArgs = FnArgs<(String, NativeTrialEnd)>;
+type TrialFunction =
+    ThreadsafeFunction<TrialArgs, Promise<()>, TrialArgs, napi::Status, false, true>;
+
+/// `onTrialWillEnd`'s second argument.
+#[napi(object)]
+pub struct NativeTrialEnd {
+    pub trial_ends_at: chrono::DateTime<chrono::Utc>,
+    pub subscription: NativeSubscription,
+}
+
+/// `onTrialWillEnd`, callable from any tokio task.
+struct JsTrialListener(Arc<TrialFunction>);
+
+impl TrialListener for JsTrialListener {
+    fn trial_will_end(
+        &self,
+        user_id: String,
+        trial_ends_at: i64,
+        subscription: SubscriptionView,
+    ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> {
+        let function = Arc::clone(&self.0);
+        Box::pin(async move {
+            let trial_ends_at = chrono::DateTime::from_timestamp(trial_ends_at, 0)
+                .ok_or_else(|| "the trial end is out of range".to_owned())?;
+            let args: TrialArgs = (
+                user_id,
+                NativeTrialEnd {
+                    trial_ends_at,
+                    subscription: native_subscription(subscription),
+                },
+            )
+                .into();
+            let promise = function
+                .call_async_catch(args)
+                .await
+                .map_err(|e| e.reason.clone())?;
+            promise.await.map_err(|e| e.reason.clone())
+        })
+    }
+}
+
 /// Validated options, held by the JS plugin object between `stripe()` and `init`.
 #[napi]
 pub struct NativeConfig {
     config: BillingConfig,
     listener: Option<Arc<dyn SubscriptionListener>>,
+    trial_listener: Option<Arc<dyn TrialListener>>,
 }
 
 /// Validates `stripe()` options (`standalone: false`) or
@@ -147,12 +190,13 @@ pub struct NativeConfig {
 /// `listener` is `onSubscriptionChange` wrapped to always return a Promise.
 #[napi(
     catch_unwind,
-    ts_args_type = "options: unknown, standalone: boolean, listener?: ((userId: string, subscription: NativeSubscription) => Promise<void>) | undefined | null"
+    ts_args_type = "options: unknown, standalone: boolean, listener?: ((userId: string, subscription: NativeSubscription) => Promise<void>) | undefined | null, trialListener?: ((userId: string, trial: NativeTrialEnd) => Promise<void>) | undefined | null"
 )]
 pub fn parse_options(
     options: Unknown<'_>,
     standalone: bool,
     listener: Option<Function<'_, ListenerArgs, Promise<()>>>,
+    trial_listener: Option<Function<'_, TrialArgs, Promise<()>>>,
 ) -> napi::Result<NativeConfig> {
     let value = option_value(&options, 0).map_err(|e| coded("invalid_config", e.reason))?;
     let mode = if standalone {
@@ -173,7 +217,23 @@ pub fn parse_options(
         }
         None => None,
     };
-    Ok(NativeConfig { config, listener })
+    let trial_listener = match trial_listener {
+        Some(function) => {
+            let tsfn = function
+                .build_threadsafe_function()
+                .callee_handled::<false>()
+                .weak::<true>()
+                .build()
+                .map_err(|e| coded("internal_error", e.reason))?;
+            Some(Arc::new(JsTrialListener(Arc::new(tsfn))) as Arc<dyn TrialListener>)
+        }
+        None => None,
+    };
+    Ok(NativeConfig {
+        config,
+        listener,
+        trial_listener,
+    })
 }
 
 #[napi]
@@ -191,6 +251,7 @@ impl NativeConfig {
     ) -> napi::Result<PromiseRaw<'env, NativeBilling>> {
         let config = self.config.clone();
         let listener = self.listener.clone();
+        let trial_listener = self.trial_listener.clone();
         let (database, source) = match &config.database {
             Some(own) => (own.clone(), DatabaseSource::Options),
             None => {
@@ -203,7 +264,7 @@ impl NativeConfig {
             }
         };
         env.spawn_future(async move {
-            let service = BillingService::open(config, &database, source, listener)
+            let service = BillingService::open(config, &database, source, listener, trial_listener)
                 .await
                 .map_err(to_js)?;
             Ok(NativeBilling {
@@ -259,6 +320,30 @@ pub struct NativeSubscription {
     pub current_period_end: Option<chrono::DateTime<chrono::Utc>>,
     pub cancel_at_period_end: bool,
     pub plan: Option<NativePlan>,
+    pub payment_issue: Option<NativePaymentIssue>,
+}
+
+#[napi(object, use_nullable = true)]
+pub struct NativePaymentIssue {
+    pub invoice_id: String,
+    pub reason: String,
+    pub amount_due: Option<i64>,
+    pub currency: Option<String>,
+    pub attempt_count: i64,
+    pub next_payment_attempt: Option<chrono::DateTime<chrono::Utc>>,
+    pub hosted_invoice_url: Option<String>,
+}
+
+fn native_issue(issue: PaymentIssue) -> NativePaymentIssue {
+    NativePaymentIssue {
+        invoice_id: issue.invoice_id,
+        reason: issue.reason.to_owned(),
+        amount_due: issue.amount_due,
+        currency: issue.currency,
+        attempt_count: issue.attempt_count,
+        next_payment_attempt: date(issue.next_payment_attempt),
+        hosted_invoice_url: issue.hosted_invoice_url,
+    }
 }
 
 #[napi(object)]
@@ -315,6 +400,33 @@ pub struct NativePlanChangePreview {
     pub currency: String,
     pub proration_date: i64,
     pub lines: Vec<NativePreviewLine>,
+}
+
+#[napi(object)]
+pub struct NativeInvoiceListOptions {
+    pub limit: Option<u32>,
+    pub starting_after: Option<String>,
+}
+
+#[napi(object, use_nullable = true)]
+pub struct NativeInvoice {
+    pub id: String,
+    pub number: Option<String>,
+    pub status: Option<String>,
+    pub amount_due: i64,
+    pub amount_paid: i64,
+    pub currency: String,
+    pub created: chrono::DateTime<chrono::Utc>,
+    pub period_start: Option<chrono::DateTime<chrono::Utc>>,
+    pub period_end: Option<chrono::DateTime<chrono::Utc>>,
+    pub hosted_invoice_url: Option<String>,
+    pub invoice_pdf: Option<String>,
+}
+
+#[napi(object)]
+pub struct NativeInvoicePage {
+    pub invoices: Vec<NativeInvoice>,
+    pub has_more: bool,
 }
 
 #[napi(object)]
@@ -381,6 +493,7 @@ pub struct NativeBillingStatus {
     pub ends_at: Option<chrono::DateTime<chrono::Utc>>,
     pub on_grace_period: bool,
     pub past_due: bool,
+    pub payment_issue: Option<NativePaymentIssue>,
 }
 
 #[napi(object)]
@@ -418,6 +531,7 @@ fn native_subscription(view: SubscriptionView) -> NativeSubscription {
         current_period_end: date(view.current_period_end),
         cancel_at_period_end: view.cancel_at_period_end,
         plan: view.plan.map(native_plan),
+        payment_issue: view.payment_issue.map(native_issue),
     }
 }
 
@@ -436,6 +550,7 @@ fn native_status(status: BillingStatus) -> NativeBillingStatus {
         ends_at: date(status.ends_at),
         on_grace_period: status.on_grace_period,
         past_due: status.past_due,
+        payment_issue: status.payment_issue.map(native_issue),
     }
 }
 
@@ -806,6 +921,45 @@ impl NativeBilling {
         })
         .await?;
         Ok(view.map(native_subscription))
+    }
+
+    #[napi]
+    pub async fn list_invoices(
+        &self,
+        user_id: String,
+        options: Option<NativeInvoiceListOptions>,
+    ) -> napi::Result<NativeInvoicePage> {
+        let (limit, starting_after) = options
+            .map(|o| (o.limit, o.starting_after))
+            .unwrap_or_default();
+        let service = Arc::clone(&self.service);
+        let page = guarded(async move {
+            service
+                .list_invoices(&user_id, limit, starting_after.as_deref())
+                .await
+                .map_err(to_js)
+        })
+        .await?;
+        Ok(NativeInvoicePage {
+            invoices: page
+                .invoices
+                .into_iter()
+                .map(|i| NativeInvoice {
+                    created: date(Some(i.created)).unwrap_or_default(),
+                    id: i.id,
+                    number: i.number,
+                    status: i.status,
+                    amount_due: i.amount_due,
+                    amount_paid: i.amount_paid,
+                    currency: i.currency,
+                    period_start: date(i.period_start),
+                    period_end: date(i.period_end),
+                    hosted_invoice_url: i.hosted_invoice_url,
+                    invoice_pdf: i.invoice_pdf,
+                })
+                .collect(),
+            has_more: page.has_more,
+        })
     }
 
     #[napi]

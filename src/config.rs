@@ -87,6 +87,7 @@ const PLUGIN_KEYS: &[&str] = &[
     "secretKey",
     "webhookSecret",
     "onSubscriptionChange",
+    "onTrialWillEnd",
     "apiBase",
     "allowInsecureApiBase",
     "apiVersion",
@@ -155,6 +156,7 @@ impl BillingConfig {
         let webhook_secrets = parse_webhook_secrets(get("webhookSecret"))?;
         let has_subscription_listener =
             optional_function("onSubscriptionChange", get("onSubscriptionChange"))?;
+        optional_function("onTrialWillEnd", get("onTrialWillEnd"))?;
         let has_auth_resolver = optional_function("auth", get("auth"))?;
 
         let allow_insecure_api_base = match get("allowInsecureApiBase") {

@@ -88,6 +88,10 @@ pub enum BillingError {
     #[error("onSubscriptionChange failed: {0}")]
     ListenerFailed(String),
 
+    /// The app's `onTrialWillEnd` threw or rejected; Stripe retries.
+    #[error("onTrialWillEnd failed: {0}")]
+    TrialListenerFailed(String),
+
     #[error("internal error in kavachos-stripe: {0}")]
     Internal(String),
 }
@@ -133,6 +137,7 @@ impl BillingError {
             Self::PayloadInvalid(_) => "payload_invalid",
             Self::EventInProgress => "event_in_progress",
             Self::ListenerFailed(_) => "subscription_listener_failed",
+            Self::TrialListenerFailed(_) => "trial_listener_failed",
             Self::Internal(_) => "internal_error",
         }
     }
@@ -155,7 +160,7 @@ impl BillingError {
             Self::StripeUnreachable(_) => 502,
             Self::PayloadInvalid(_) => 400,
             Self::EventInProgress => 409,
-            Self::ListenerFailed(_) => 500,
+            Self::ListenerFailed(_) | Self::TrialListenerFailed(_) => 500,
             Self::InvalidConfig { .. }
             | Self::DatabaseUnsupported(_)
             | Self::Database(_)

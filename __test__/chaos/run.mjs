@@ -47,7 +47,7 @@ const COMMIT_TRAP_ODDS = 150
 const KILL_AFTER_SHARE = 0.3
 /** The MariaDB account of the instance whose connections are killed. */
 const MYSQL_VICTIM = 'kavach_chaos1'
-const OWN_TABLES = ['kavach_stripe_subscriptions', 'kavach_stripe_events', 'kavach_stripe_checkout_sessions', 'kavach_stripe_customer_claims', 'kavach_stripe_trial_grants', 'kavach_stripe_schema', 'kavach_users']
+const OWN_TABLES = ['kavach_stripe_subscriptions', 'kavach_stripe_events', 'kavach_stripe_checkout_sessions', 'kavach_stripe_customer_claims', 'kavach_stripe_trial_grants', 'kavach_stripe_invoices', 'kavach_stripe_schema', 'kavach_users']
 const pick = (list) => list[Math.floor(random() * list.length)]
 /** The share of users whose subscription the app changes during the run. */
 const APP_OPERATION_SHARE = 0.2

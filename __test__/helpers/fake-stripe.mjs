@@ -10,6 +10,8 @@ export async function startFakeStripe() {
   /** id -> subscription: updated, cancelled, listed and fetched like Stripe does. */
   const subscriptions = new Map()
   const behaviour = { failNextPayment: false }
+  /** Invoices `GET /v1/invoices?customer=` lists, newest first. */
+  const invoices = []
   const nowSeconds = () => Math.floor(Date.now() / 1000)
   /** A subscription update, applied the way Stripe applies the form. */
   const update = (sub, form) => {
@@ -96,6 +98,14 @@ export async function startFakeStripe() {
         const data = all.slice(from, from + limit)
         return reply(200, { object: 'list', url: '/v1/subscriptions', has_more: from + limit < all.length, data })
       }
+      if (req.method === 'GET' && req.url.startsWith('/v1/invoices?')) {
+        const query = new URL(req.url, 'http://fake').searchParams
+        const all = invoices.filter((i) => i.customer === query.get('customer')).sort((a, b) => b.created - a.created || (a.id < b.id ? 1 : -1))
+        const after = query.get('starting_after')
+        const from = after ? all.findIndex((i) => i.id === after) + 1 : 0
+        const limit = Number(query.get('limit') ?? 10)
+        return reply(200, { object: 'list', url: '/v1/invoices', has_more: from + limit < all.length, data: all.slice(from, from + limit) })
+      }
       if (req.method === 'POST' && req.url === '/v1/invoices/create_preview') {
         const price = record.form.get('subscription_details[items][0][price]')
         return reply(200, {
@@ -116,6 +126,7 @@ export async function startFakeStripe() {
     requests,
     objects,
     subscriptions,
+    invoices,
     /** `failNextPayment`: the next plan change's payment fails (it stays pending). */
     behaviour,
     /** Queue a handler `(req, res, record) => void` for the next request. */

@@ -83,7 +83,25 @@ async function plansAndStatus(ctx: PluginContext): Promise<void> {
   const resumed: Subscription = await api.resumeSubscription('user_1')
   const synced: Subscription | null = await api.syncSubscription('user_1', { sessionId: 'cs_test_1' })
   console.log(due, changed.subscription.priceId, payAt, expires, canceled.cancelAtPeriodEnd, resumed.status, synced?.id)
+
+  const issue = status.paymentIssue
+  if (issue !== null) {
+    const reason: 'payment_failed' | 'requires_action' = issue.reason
+    const retry: Date | null = issue.nextPaymentAttempt
+    console.log(reason, retry, issue.hostedInvoiceUrl, issue.attemptCount)
+  }
+  const history = await api.listInvoices('user_1', { limit: 20, startingAfter: 'in_1' })
+  const first: Date | undefined = history.invoices[0]?.created
+  console.log(first, history.hasMore, json.paymentIssue?.nextPaymentAttempt)
 }
+
+const withTrials = stripe({
+  secretKey: 'sk_test_123456789',
+  onTrialWillEnd: async (userId: string, trial: { trialEndsAt: Date; subscription: Subscription }) => {
+    console.log(userId, trial.trialEndsAt.toISOString(), trial.subscription.paymentIssue?.invoiceId)
+  },
+})
+void withTrials
 void plansAndStatus
 
 async function standalone(): Promise<void> {

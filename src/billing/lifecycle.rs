@@ -85,6 +85,7 @@ pub fn record_view(record: &SubscriptionRecord, plans: &[Plan]) -> SubscriptionV
         current_period_end: record.current_period_end,
         cancel_at_period_end: record.cancel_at_period_end || record.cancel_at.is_some(),
         plan: plan_view(plans, record.price_id.as_deref()),
+        payment_issue: None,
     }
 }
 
@@ -260,7 +261,9 @@ impl BillingService {
             .subscription_record(subscription_id)
             .await?
             .ok_or_else(|| BillingError::Internal("a stored subscription is gone".into()))?;
-        Ok(record_view(&record, &self.config.plans))
+        let mut view = record_view(&record, &self.config.plans);
+        view.payment_issue = self.store.payment_issue(&record.id).await?;
+        Ok(view)
     }
 
     fn plan_change_form(
@@ -573,8 +576,7 @@ impl BillingService {
             }
         }
         self.deliver_owed(&user.id).await?;
-        let user = self.user(user_id).await?;
-        Ok(super::subscription_view(&user, &self.config.plans))
+        self.processor().current_view(&user.id).await
     }
 }
 

@@ -1,6 +1,7 @@
 //! The billing service: the operations behind `api` and the endpoints, on top
 //! of the store and the Stripe client.
 
+pub mod invoices;
 pub mod lifecycle;
 pub mod plans;
 pub mod status;
@@ -20,8 +21,8 @@ use crate::config::{
 };
 use crate::error::{BillingError, BillingResult};
 use crate::events::{
-    is_live, read_subscription_event, EventOutcome, EventProcessor, SubscriptionListener,
-    LEASE_SECS,
+    is_live, read_subscription_event, EventOutcome, EventProcessor, PaymentIssue,
+    StoredSubscription, SubscriptionListener, TrialListener, LEASE_SECS,
 };
 use crate::origin::parse_http_url;
 use crate::store::{
@@ -58,6 +59,8 @@ pub struct SubscriptionView {
     pub cancel_at_period_end: bool,
     /// The configured plan of `price_id`, if any.
     pub plan: Option<PlanView>,
+    /// The newest open invoice that failed or requires action, if any.
+    pub payment_issue: Option<PaymentIssue>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -89,6 +92,7 @@ pub struct BillingService {
     store: Store,
     stripe: StripeClient,
     listener: Option<Arc<dyn SubscriptionListener>>,
+    trial_listener: Option<Arc<dyn TrialListener>>,
     /// When this instance last pruned the event ledger (Unix seconds).
     last_prune: AtomicI64,
     /// One sync per user per interval, when no host rate-limits the route.
@@ -108,6 +112,7 @@ impl BillingService {
         database: &DatabaseOptions,
         source: DatabaseSource,
         listener: Option<Arc<dyn SubscriptionListener>>,
+        trial_listener: Option<Arc<dyn TrialListener>>,
     ) -> BillingResult<Self> {
         let target = database.target(source)?;
         let stripe = StripeClient::new(&config)?;
@@ -121,6 +126,7 @@ impl BillingService {
             store,
             stripe,
             listener,
+            trial_listener,
             last_prune: AtomicI64::new(0),
             sync_limit: sync_limit::SyncLimit::default(),
             runtime: tokio::runtime::Handle::current(),
@@ -253,8 +259,8 @@ impl BillingService {
     }
 
     pub async fn get_subscription(&self, user_id: &str) -> BillingResult<Option<SubscriptionView>> {
-        let user = self.user(user_id).await?;
-        Ok(subscription_view(&user, &self.config.plans))
+        self.user(user_id).await?;
+        self.processor().current_view(user_id).await
     }
 
     /// The user's projected subscription as stored, whole. A projection with
@@ -284,12 +290,16 @@ impl BillingService {
     pub async fn billing_status(&self, user_id: &str) -> BillingResult<BillingStatus> {
         let user = self.user(user_id).await?;
         let record = self.projected_record(&user).await?;
-        Ok(billing_status(
+        let mut status = billing_status(
             record.as_ref(),
             &self.config.plans,
             self.config.past_due_is_active,
             chrono::Utc::now().timestamp(),
-        ))
+        );
+        if let Some(record) = &record {
+            status.payment_issue = self.store.payment_issue(&record.id).await?;
+        }
+        Ok(status)
     }
 
     /// `hasActiveSubscription`: active, and holding what the filter names.
@@ -533,6 +543,7 @@ impl BillingService {
             store: &self.store,
             stripe: &self.stripe,
             listener: self.listener.as_deref(),
+            trial_listener: self.trial_listener.as_deref(),
         }
     }
 
@@ -746,7 +757,22 @@ pub fn subscription_view(user: &UserRecord, plans: &[Plan]) -> Option<Subscripti
         current_period_end: user.stripe_current_period_end,
         cancel_at_period_end: user.stripe_cancel_at_period_end,
         plan: plan_view(plans, user.stripe_price_id.as_deref()),
+        payment_issue: None,
     })
+}
+
+/// A stored subscription as the subscription view shows it (its payment
+/// issue is read separately).
+pub fn subscription_view_of(sub: &StoredSubscription, plans: &[Plan]) -> SubscriptionView {
+    SubscriptionView {
+        id: sub.id.clone(),
+        status: sub.status.clone(),
+        price_id: sub.price_id.clone(),
+        current_period_end: sub.current_period_end,
+        cancel_at_period_end: sub.cancel_at_period_end || sub.cancel_at.is_some(),
+        plan: plan_view(plans, sub.price_id.as_deref()),
+        payment_issue: None,
+    }
 }
 
 /// The envelope of a verified payload (the general reader).

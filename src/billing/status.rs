@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use super::plans::{plan_for_price, plan_view, Plan, PlanView};
-use crate::events::is_live;
+use crate::events::{is_live, PaymentIssue};
 use crate::store::SubscriptionRecord;
 
 /// `getBillingStatus(userId)`; timestamps in Unix seconds.
@@ -24,6 +24,8 @@ pub struct BillingStatus {
     pub ends_at: Option<i64>,
     pub on_grace_period: bool,
     pub past_due: bool,
+    /// The newest open invoice that failed or requires action (read separately).
+    pub payment_issue: Option<PaymentIssue>,
 }
 
 /// What `hasActiveSubscription` narrows to; every given field must match.
@@ -85,6 +87,7 @@ pub fn billing_status(
         ends_at,
         on_grace_period: scheduled_to_cancel && ends_at.is_some_and(|end| end > now),
         past_due: matches!(status, "past_due" | "unpaid"),
+        payment_issue: None,
     }
 }
 

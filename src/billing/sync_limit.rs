@@ -49,6 +49,13 @@ impl BillingService {
             .take(user_id, Instant::now())
             .map_err(|retry_after_secs| BillingError::RateLimited { retry_after_secs })
     }
+
+    /// The same limit for the invoice history, counted apart from syncs.
+    pub fn take_invoices_slot(&self, user_id: &str) -> BillingResult<()> {
+        self.sync_limit
+            .take(&format!("invoices\0{user_id}"), Instant::now())
+            .map_err(|retry_after_secs| BillingError::RateLimited { retry_after_secs })
+    }
 }
 
 #[cfg(test)]

@@ -1,15 +1,21 @@
 //! The event model: reading Stripe objects, ordering, the projection rule,
 //! and the processor that applies verified events.
 
+mod invoice;
 mod ordering;
 mod processor;
 mod projection;
 mod snapshot;
 mod subscription_event;
 
+pub use invoice::{
+    decide_invoice, invoice_rank, InvoiceOrdering, InvoiceSnapshot, PaymentIssue,
+    INVOICE_EVENT_TYPES,
+};
 pub use ordering::{decide, Ordering};
 pub use processor::{
-    EventOutcome, EventProcessor, SubscriptionListener, LEASE_SECS, WEBHOOK_FETCH_BUDGET,
+    EventOutcome, EventProcessor, SubscriptionListener, TrialListener, HANDLED_EVENT_TYPES,
+    LEASE_SECS, WEBHOOK_FETCH_BUDGET,
 };
 pub use projection::{is_live, project, Projection, StoredSubscription, LIVE_STATUSES};
 pub use snapshot::{

@@ -7,11 +7,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use super::invoice::{InvoiceSnapshot, INVOICE_EVENT_TYPES};
 use super::snapshot::{
-    customer_metadata_user, invoice_subscription_id, object_id, CheckoutCompletion,
-    SubscriptionSnapshot,
+    customer_metadata_user, object_id, CheckoutCompletion, SubscriptionSnapshot,
 };
-use crate::billing::{subscription_view, SubscriptionView};
+use crate::billing::{subscription_view, subscription_view_of, SubscriptionView};
 use crate::config::BillingConfig;
 use crate::error::{BillingError, BillingResult};
 use crate::store::{
@@ -33,15 +33,23 @@ const POLL_INTERVAL: Duration = Duration::from_millis(50);
 /// Re-notifications when the projection keeps changing during the callback.
 const MAX_NOTIFY_ROUNDS: usize = 3;
 
-const HANDLED_TYPES: [&str; 8] = [
+/// Every event type this package handles (webhook endpoints must send them).
+pub const HANDLED_EVENT_TYPES: [&str; 15] = [
     "checkout.session.completed",
     "customer.subscription.created",
     "customer.subscription.updated",
     "customer.subscription.deleted",
     "customer.subscription.pending_update_applied",
     "customer.subscription.pending_update_expired",
-    "invoice.payment_failed",
+    "customer.subscription.trial_will_end",
     "customer.deleted",
+    "invoice.finalized",
+    "invoice.paid",
+    "invoice.payment_succeeded",
+    "invoice.payment_failed",
+    "invoice.payment_action_required",
+    "invoice.voided",
+    "invoice.marked_uncollectible",
 ];
 
 /// The app's `onSubscriptionChange`.
@@ -49,6 +57,16 @@ pub trait SubscriptionListener: Send + Sync {
     fn notify(
         &self,
         user_id: String,
+        subscription: SubscriptionView,
+    ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
+}
+
+/// The app's `onTrialWillEnd`.
+pub trait TrialListener: Send + Sync {
+    fn trial_will_end(
+        &self,
+        user_id: String,
+        trial_ends_at: i64,
         subscription: SubscriptionView,
     ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
 }
@@ -87,6 +105,7 @@ pub struct EventProcessor<'a> {
     pub store: &'a Store,
     pub stripe: &'a StripeClient,
     pub listener: Option<&'a dyn SubscriptionListener>,
+    pub trial_listener: Option<&'a dyn TrialListener>,
 }
 
 /// A handled event: its outcome and the user owed a notification.
@@ -113,7 +132,7 @@ impl EventProcessor<'_> {
     /// (see `BillingService::receive_event`): claim the event in the ledger,
     /// fetch from Stripe what the event does not settle, apply, notify.
     pub async fn process_general(&self, event: &EventEnvelope) -> BillingResult<EventOutcome> {
-        if !HANDLED_TYPES.contains(&event.event_type.as_str()) {
+        if !HANDLED_EVENT_TYPES.contains(&event.event_type.as_str()) {
             return Ok(EventOutcome::Unhandled);
         }
         let waited_until = Instant::now() + WAIT_FOR_OTHER_DELIVERY;
@@ -167,12 +186,7 @@ impl EventProcessor<'_> {
     pub async fn deliver(&self, event_id: &str, user_id: &str) -> BillingResult<bool> {
         let mut called = false;
         if let Some(listener) = self.listener {
-            let mut current = self
-                .store
-                .find_user(user_id)
-                .await?
-                .as_ref()
-                .and_then(|user| subscription_view(user, &self.config.plans));
+            let mut current = self.current_view(user_id).await?;
             for _ in 0..MAX_NOTIFY_ROUNDS {
                 let Some(view) = current.clone() else {
                     break;
@@ -186,12 +200,7 @@ impl EventProcessor<'_> {
                 // The callback carried the user's current state: what other
                 // events or app calls still owed this user is delivered too.
                 self.store.settle_user_notifications(user_id).await?;
-                current = self
-                    .store
-                    .find_user(user_id)
-                    .await?
-                    .as_ref()
-                    .and_then(|user| subscription_view(user, &self.config.plans));
+                current = self.current_view(user_id).await?;
                 if current.as_ref() == Some(&view) {
                     break;
                 }
@@ -199,6 +208,22 @@ impl EventProcessor<'_> {
         }
         self.store.mark_notified(event_id).await?;
         Ok(called)
+    }
+
+    /// The user's projected subscription as `onSubscriptionChange` gets it,
+    /// with its payment issue.
+    pub async fn current_view(&self, user_id: &str) -> BillingResult<Option<SubscriptionView>> {
+        let Some(mut view) = self
+            .store
+            .find_user(user_id)
+            .await?
+            .as_ref()
+            .and_then(|user| subscription_view(user, &self.config.plans))
+        else {
+            return Ok(None);
+        };
+        view.payment_issue = self.store.payment_issue(&view.id).await?;
+        Ok(Some(view))
     }
 
     async fn handle(&self, event: &EventEnvelope, deadline: Instant) -> BillingResult<Handled> {
@@ -222,22 +247,10 @@ impl EventProcessor<'_> {
                     .map_err(|e| BillingError::PayloadInvalid(e.to_string()))?;
                 self.checkout_completed(event, &completion, deadline).await
             }
-            "invoice.payment_failed" => {
-                let Some(subscription_id) = invoice_subscription_id(object) else {
-                    return self.ignore(event, "not a subscription invoice").await;
-                };
-                // A plan change's invoice (`payment_behavior=pending_if_incomplete`):
-                // the change waits for payment and the subscription keeps its
-                // plan and status; Stripe reports any real status change itself.
-                if object.get("billing_reason").and_then(Value::as_str)
-                    == Some("subscription_update")
-                {
-                    return self
-                        .ignore(event, "the payment of a pending plan change")
-                        .await;
-                }
-                self.payment_failed(event, &subscription_id, deadline).await
+            event_type if INVOICE_EVENT_TYPES.contains(&event_type) => {
+                self.invoice_event(event, deadline).await
             }
+            "customer.subscription.trial_will_end" => self.trial_will_end(event).await,
             "customer.deleted" => {
                 let customer_id = object_id(object)
                     .ok_or_else(|| BillingError::PayloadInvalid("the customer has no id".into()))?;
@@ -296,6 +309,73 @@ impl EventProcessor<'_> {
             Some(_) => self.done(event).await,
             None => self.ignore(event, "no user owns this customer").await,
         }
+    }
+
+    /// An invoice event: the invoice is stored (moved only forward), and a
+    /// failed payment makes the subscription `past_due` as before. The owner
+    /// is notified when their payment issue appears, changes or clears.
+    async fn invoice_event(
+        &self,
+        event: &EventEnvelope,
+        deadline: Instant,
+    ) -> BillingResult<Handled> {
+        let invoice = InvoiceSnapshot::from_json(&event.object, &event.event_type)
+            .map_err(|e| BillingError::PayloadInvalid(e.to_string()))?;
+        let Some(subscription_id) = invoice.subscription_id.clone() else {
+            return self.ignore(event, "not a subscription invoice").await;
+        };
+        let applied = self.store.apply_invoice(&invoice, event.created).await?;
+        // A plan change's invoice (`payment_behavior=pending_if_incomplete`):
+        // the change waits for payment and the subscription keeps its plan
+        // and status; Stripe reports any real status change itself.
+        let pending_change = invoice.billing_reason.as_deref() == Some("subscription_update");
+        let mut handled = if event.event_type == "invoice.payment_failed" && !pending_change {
+            self.payment_failed(event, &subscription_id, deadline)
+                .await?
+        } else {
+            self.done(event).await?
+        };
+        if let (true, None, Some(owner)) =
+            (applied.issue_changed, &handled.notify_user, applied.owner)
+        {
+            if self.listener.is_some() {
+                self.store.finish_event_owing(&event.id, &owner).await?;
+                handled = Handled {
+                    outcome: EventOutcome::Applied { notified: false },
+                    notify_user: Some(owner),
+                };
+            }
+        }
+        Ok(handled)
+    }
+
+    /// `customer.subscription.trial_will_end`: calls `onTrialWillEnd` once
+    /// per event. If it throws, the event is given back and Stripe's retry
+    /// calls it again; nothing else is stored for it.
+    async fn trial_will_end(&self, event: &EventEnvelope) -> BillingResult<Handled> {
+        let snapshot = SubscriptionSnapshot::from_json(&event.object)
+            .map_err(|e| BillingError::PayloadInvalid(e.to_string()))?;
+        let Some(listener) = self.trial_listener else {
+            return self.done(event).await;
+        };
+        let owner = match self.store.subscription_facts(&snapshot.id).await? {
+            Some(facts) if facts.user_id.is_some() => facts.user_id,
+            _ => self.store.user_by_customer(&snapshot.customer_id).await?,
+        };
+        let Some(user_id) = owner else {
+            return self.ignore(event, "no user owns this customer").await;
+        };
+        let Some(trial_end) = snapshot.trial_end else {
+            return self
+                .ignore(event, "the subscription has no trial end")
+                .await;
+        };
+        let mut view = subscription_view_of(&snapshot.stored(), &self.config.plans);
+        view.payment_issue = self.store.payment_issue(&snapshot.id).await?;
+        if let Err(message) = listener.trial_will_end(user_id, trial_end, view).await {
+            return Err(BillingError::TrialListenerFailed(message));
+        }
+        self.done(event).await
     }
 
     /// Records the event as handled, with no notification owed.

@@ -17,6 +17,7 @@ use crate::config::{
     STRIPE_METADATA_MAX_KEYS, STRIPE_METADATA_MAX_KEY_CHARS, STRIPE_METADATA_MAX_VALUE_CHARS,
 };
 use crate::error::BillingError;
+use crate::events::PaymentIssue;
 use crate::origin::{origin_of, parse_http_url};
 use std::sync::Arc;
 
@@ -130,6 +131,7 @@ pub async fn handle(
         Route::Cancel => cancel(service, request, user_id).await,
         Route::Resume => resume(service, request, user_id).await,
         Route::Sync => sync(service, request, user_id).await,
+        Route::Invoices => invoices(service, request, user_id).await,
         Route::Webhook => unreachable!("handled above"),
     };
     result.unwrap_or_else(|error| HttpReply::from_error(&error))
@@ -308,6 +310,7 @@ fn subscription_json(s: &SubscriptionView) -> Value {
         "currentPeriodEnd": s.current_period_end.map(iso_8601),
         "cancelAtPeriodEnd": s.cancel_at_period_end,
         "plan": s.plan,
+        "paymentIssue": s.payment_issue.as_ref().map(issue_json),
     })
 }
 
@@ -478,6 +481,63 @@ async fn sync(
     ))
 }
 
+/// `GET /auth/stripe/invoices?limit=&startingAfter=`.
+async fn invoices(
+    service: &BillingService,
+    request: &HttpRequest,
+    user_id: &str,
+) -> Result<HttpReply, BillingError> {
+    let url = parse_http_url(&request.url)
+        .ok_or_else(|| BillingError::Internal("the request URL is not absolute".into()))?;
+    let mut limit = None;
+    let mut starting_after = None;
+    for (key, value) in url.query_pairs() {
+        match key.as_ref() {
+            "limit" => {
+                limit = Some(value.parse::<u32>().map_err(|_| {
+                    BillingError::invalid_argument("limit", "must be a whole number from 1 to 100")
+                })?)
+            }
+            "startingAfter" => starting_after = Some(value.into_owned()),
+            other => {
+                return Err(BillingError::invalid_argument(
+                    other.chars().take(64).collect::<String>(),
+                    "is not a known query parameter (limit, startingAfter)",
+                ))
+            }
+        }
+    }
+    if service.config().standalone {
+        service.take_invoices_slot(user_id)?;
+    }
+    let page = service
+        .list_invoices(user_id, limit, starting_after.as_deref())
+        .await?;
+    let invoices: Vec<Value> = page
+        .invoices
+        .iter()
+        .map(|i| {
+            json!({
+                "id": i.id,
+                "number": i.number,
+                "status": i.status,
+                "amountDue": i.amount_due,
+                "amountPaid": i.amount_paid,
+                "currency": i.currency,
+                "created": iso_8601(i.created),
+                "periodStart": i.period_start.map(iso_8601),
+                "periodEnd": i.period_end.map(iso_8601),
+                "hostedInvoiceUrl": i.hosted_invoice_url,
+                "invoicePdf": i.invoice_pdf,
+            })
+        })
+        .collect();
+    Ok(HttpReply::json(
+        200,
+        &json!({ "invoices": invoices, "hasMore": page.has_more }),
+    ))
+}
+
 /// `GET /auth/stripe/status`: `getBillingStatus` as JSON (dates as ISO 8601,
 /// as `JSON.stringify` writes the `Date`s of the server-side call).
 async fn status(service: &BillingService, user_id: &str) -> Result<HttpReply, BillingError> {
@@ -500,6 +560,20 @@ pub fn status_json(status: &BillingStatus) -> Value {
         "endsAt": status.ends_at.map(iso_8601),
         "onGracePeriod": status.on_grace_period,
         "pastDue": status.past_due,
+        "paymentIssue": status.payment_issue.as_ref().map(issue_json),
+    })
+}
+
+/// A payment issue as JSON (its next attempt as ISO 8601).
+fn issue_json(issue: &PaymentIssue) -> Value {
+    json!({
+        "invoiceId": issue.invoice_id,
+        "reason": issue.reason,
+        "amountDue": issue.amount_due,
+        "currency": issue.currency,
+        "attemptCount": issue.attempt_count,
+        "nextPaymentAttempt": issue.next_payment_attempt.map(iso_8601),
+        "hostedInvoiceUrl": issue.hosted_invoice_url,
     })
 }
 

@@ -10,6 +10,7 @@ pub enum Route {
     Cancel,
     Resume,
     Sync,
+    Invoices,
     Webhook,
 }
 
@@ -25,7 +26,7 @@ pub struct Endpoint {
     pub rate_limit: Option<(u32, u32)>,
 }
 
-pub const ENDPOINTS: [Endpoint; 9] = [
+pub const ENDPOINTS: [Endpoint; 10] = [
     Endpoint {
         route: Route::Checkout,
         method: "POST",
@@ -92,6 +93,14 @@ pub const ENDPOINTS: [Endpoint; 9] = [
         rate_limit: Some((60, 30)),
     },
     Endpoint {
+        route: Route::Invoices,
+        method: "GET",
+        path: "/auth/stripe/invoices",
+        require_auth: true,
+        description: "The signed-in user's invoices, from Stripe (?limit=&startingAfter=)",
+        rate_limit: Some((60, 30)),
+    },
+    Endpoint {
         route: Route::Webhook,
         method: "POST",
         path: "/auth/stripe/webhook",
@@ -115,7 +124,8 @@ impl Route {
             Route::Cancel => &ENDPOINTS[5],
             Route::Resume => &ENDPOINTS[6],
             Route::Sync => &ENDPOINTS[7],
-            Route::Webhook => &ENDPOINTS[8],
+            Route::Invoices => &ENDPOINTS[8],
+            Route::Webhook => &ENDPOINTS[9],
         }
     }
 

@@ -38,6 +38,8 @@ pub struct Dialect {
     /// Schema version 4: the trial grants (and, on Postgres, the batch
     /// function writing the new columns).
     pub migration_v4: &'static [&'static str],
+    /// Schema version 5: the invoices dunning needs.
+    pub migration_v5: &'static [&'static str],
     /// Index names of `kavach_stripe_events`, one per row, and the index
     /// schema version 4 adds (created only where missing: MySQL has no
     /// `CREATE INDEX IF NOT EXISTS`).
@@ -82,6 +84,12 @@ pub struct Dialect {
 
     // Billing status: one stored subscription, whole.
     pub select_subscription_record: &'static str,
+
+    // Invoices: ordered per invoice, and the payment issue of a subscription.
+    pub lock_invoice: &'static str,
+    pub upsert_invoice: &'static str,
+    pub merge_invoice_action: &'static str,
+    pub payment_issue: &'static str,
 
     // One trial per user: a stored subscription with a trial, or a grant row.
     pub user_had_trial: &'static str,
@@ -202,6 +210,28 @@ pub static POSTGRES: Dialect = Dialect {
         )",
         POSTGRES_APPLY_EVENTS_FUNCTION,
     ],
+    migration_v5: &[
+        "CREATE TABLE IF NOT EXISTS kavach_stripe_invoices (
+            id TEXT PRIMARY KEY,
+            subscription_id TEXT,
+            customer_id TEXT,
+            status TEXT NOT NULL,
+            billing_reason TEXT,
+            amount_due BIGINT,
+            amount_paid BIGINT,
+            amount_remaining BIGINT,
+            currency TEXT,
+            attempt_count BIGINT NOT NULL DEFAULT 0,
+            next_payment_attempt BIGINT,
+            hosted_invoice_url TEXT,
+            invoice_pdf TEXT,
+            created BIGINT NOT NULL,
+            action_required BOOLEAN NOT NULL DEFAULT FALSE,
+            last_event_created BIGINT NOT NULL,
+            updated_at BIGINT NOT NULL
+        )",
+        "CREATE INDEX IF NOT EXISTS kavach_stripe_invoices_subscription ON kavach_stripe_invoices (subscription_id)",
+    ],
     event_indexes: "SELECT indexname::text FROM pg_indexes WHERE schemaname = current_schema() AND tablename = 'kavach_stripe_events'",
     create_notify_index: "CREATE INDEX IF NOT EXISTS kavach_stripe_events_notify ON kavach_stripe_events (notify_user_id)",
     backfill_select: "SELECT id, items FROM kavach_stripe_subscriptions WHERE product_id IS NULL AND quantity IS NULL",
@@ -235,6 +265,10 @@ pub static POSTGRES: Dialect = Dialect {
     user_subscriptions: "SELECT id, status, created, price_id, current_period_end, cancel_at_period_end, cancel_at FROM kavach_stripe_subscriptions WHERE user_id = $1",
     write_projection: "UPDATE kavach_users SET stripe_subscription_id = $1, stripe_subscription_status = $2, stripe_price_id = $3, stripe_current_period_end = to_timestamp(CAST($4 AS DOUBLE PRECISION)), stripe_cancel_at_period_end = $5, updated_at = now() WHERE id = $6",
     select_subscription_record: SUBSCRIPTION_RECORD_PG,
+    lock_invoice: "SELECT status, attempt_count, last_event_created, action_required FROM kavach_stripe_invoices WHERE id = $1 FOR UPDATE",
+    upsert_invoice: "INSERT INTO kavach_stripe_invoices (id, subscription_id, customer_id, status, billing_reason, amount_due, amount_paid, amount_remaining, currency, attempt_count, next_payment_attempt, hosted_invoice_url, invoice_pdf, created, action_required, last_event_created, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, CAST(EXTRACT(EPOCH FROM now()) AS BIGINT)) ON CONFLICT (id) DO UPDATE SET subscription_id = COALESCE(EXCLUDED.subscription_id, kavach_stripe_invoices.subscription_id), customer_id = COALESCE(EXCLUDED.customer_id, kavach_stripe_invoices.customer_id), status = EXCLUDED.status, billing_reason = EXCLUDED.billing_reason, amount_due = EXCLUDED.amount_due, amount_paid = EXCLUDED.amount_paid, amount_remaining = EXCLUDED.amount_remaining, currency = EXCLUDED.currency, attempt_count = EXCLUDED.attempt_count, next_payment_attempt = EXCLUDED.next_payment_attempt, hosted_invoice_url = EXCLUDED.hosted_invoice_url, invoice_pdf = EXCLUDED.invoice_pdf, created = EXCLUDED.created, action_required = EXCLUDED.action_required, last_event_created = EXCLUDED.last_event_created, updated_at = EXCLUDED.updated_at",
+    merge_invoice_action: "UPDATE kavach_stripe_invoices SET action_required = TRUE, updated_at = CAST(EXTRACT(EPOCH FROM now()) AS BIGINT) WHERE id = $1",
+    payment_issue: "SELECT id, status, amount_due, currency, attempt_count, next_payment_attempt, hosted_invoice_url, action_required FROM kavach_stripe_invoices WHERE subscription_id = $1 AND status = 'open' AND (attempt_count > 0 OR action_required) ORDER BY created DESC, id COLLATE \"C\" DESC LIMIT 1",
     user_had_trial: "SELECT 1 FROM kavach_stripe_subscriptions WHERE user_id = $1 AND (trial_end IS NOT NULL OR trial_start IS NOT NULL) LIMIT 1",
     claim_trial: "INSERT INTO kavach_stripe_trial_grants (user_id, granted_at) VALUES ($1, $2) ON CONFLICT (user_id) DO NOTHING",
     read_trial_grant: "SELECT checkout_session_id, session_expires_at FROM kavach_stripe_trial_grants WHERE user_id = $1",
@@ -350,6 +384,26 @@ pub static MYSQL: Dialect = Dialect {
             granted_at BIGINT NOT NULL,
             session_expires_at BIGINT
         ) DEFAULT CHARSET = utf8mb4"],
+    migration_v5: &["CREATE TABLE IF NOT EXISTS kavach_stripe_invoices (
+            id VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL PRIMARY KEY,
+            subscription_id VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin,
+            customer_id VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin,
+            status VARCHAR(32) NOT NULL,
+            billing_reason VARCHAR(64),
+            amount_due BIGINT,
+            amount_paid BIGINT,
+            amount_remaining BIGINT,
+            currency VARCHAR(16),
+            attempt_count BIGINT NOT NULL DEFAULT 0,
+            next_payment_attempt BIGINT,
+            hosted_invoice_url TEXT,
+            invoice_pdf TEXT,
+            created BIGINT NOT NULL,
+            action_required TINYINT(1) NOT NULL DEFAULT 0,
+            last_event_created BIGINT NOT NULL,
+            updated_at BIGINT NOT NULL,
+            INDEX kavach_stripe_invoices_subscription (subscription_id)
+        ) DEFAULT CHARSET = utf8mb4"],
     event_indexes: "SELECT CAST(index_name AS CHAR) FROM information_schema.statistics \
         WHERE table_schema = DATABASE() AND table_name = 'kavach_stripe_events'",
     create_notify_index: "CREATE INDEX kavach_stripe_events_notify ON kavach_stripe_events (notify_user_id)",
@@ -387,6 +441,10 @@ pub static MYSQL: Dialect = Dialect {
     user_subscriptions: "SELECT id, status, created, price_id, current_period_end, cancel_at_period_end, cancel_at FROM kavach_stripe_subscriptions WHERE user_id = ?",
     write_projection: "UPDATE kavach_users SET stripe_subscription_id = ?, stripe_subscription_status = ?, stripe_price_id = ?, stripe_current_period_end = FROM_UNIXTIME(?), stripe_cancel_at_period_end = ?, updated_at = UTC_TIMESTAMP(3) WHERE id = ?",
     select_subscription_record: SUBSCRIPTION_RECORD,
+    lock_invoice: "SELECT status, attempt_count, last_event_created, action_required FROM kavach_stripe_invoices WHERE id = ? FOR UPDATE",
+    upsert_invoice: "INSERT INTO kavach_stripe_invoices (id, subscription_id, customer_id, status, billing_reason, amount_due, amount_paid, amount_remaining, currency, attempt_count, next_payment_attempt, hosted_invoice_url, invoice_pdf, created, action_required, last_event_created, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, UNIX_TIMESTAMP()) ON DUPLICATE KEY UPDATE subscription_id = COALESCE(VALUES(subscription_id), subscription_id), customer_id = COALESCE(VALUES(customer_id), customer_id), status = VALUES(status), billing_reason = VALUES(billing_reason), amount_due = VALUES(amount_due), amount_paid = VALUES(amount_paid), amount_remaining = VALUES(amount_remaining), currency = VALUES(currency), attempt_count = VALUES(attempt_count), next_payment_attempt = VALUES(next_payment_attempt), hosted_invoice_url = VALUES(hosted_invoice_url), invoice_pdf = VALUES(invoice_pdf), created = VALUES(created), action_required = VALUES(action_required), last_event_created = VALUES(last_event_created), updated_at = VALUES(updated_at)",
+    merge_invoice_action: "UPDATE kavach_stripe_invoices SET action_required = 1, updated_at = UNIX_TIMESTAMP() WHERE id = ?",
+    payment_issue: PAYMENT_ISSUE,
     user_had_trial: USER_HAD_TRIAL,
     claim_trial: "INSERT IGNORE INTO kavach_stripe_trial_grants (user_id, granted_at) VALUES (?, ?)",
     read_trial_grant: READ_TRIAL_GRANT,
@@ -490,6 +548,28 @@ pub static SQLITE: Dialect = Dialect {
             granted_at INTEGER NOT NULL,
             session_expires_at INTEGER
         )"],
+    migration_v5: &[
+        "CREATE TABLE IF NOT EXISTS kavach_stripe_invoices (
+            id TEXT PRIMARY KEY,
+            subscription_id TEXT,
+            customer_id TEXT,
+            status TEXT NOT NULL,
+            billing_reason TEXT,
+            amount_due INTEGER,
+            amount_paid INTEGER,
+            amount_remaining INTEGER,
+            currency TEXT,
+            attempt_count INTEGER NOT NULL DEFAULT 0,
+            next_payment_attempt INTEGER,
+            hosted_invoice_url TEXT,
+            invoice_pdf TEXT,
+            created INTEGER NOT NULL,
+            action_required INTEGER NOT NULL DEFAULT 0,
+            last_event_created INTEGER NOT NULL,
+            updated_at INTEGER NOT NULL
+        )",
+        "CREATE INDEX IF NOT EXISTS kavach_stripe_invoices_subscription ON kavach_stripe_invoices (subscription_id)",
+    ],
     event_indexes: "SELECT name FROM pragma_index_list('kavach_stripe_events')",
     create_notify_index: "CREATE INDEX IF NOT EXISTS kavach_stripe_events_notify ON kavach_stripe_events (notify_user_id)",
     backfill_select: "SELECT id, items FROM kavach_stripe_subscriptions WHERE product_id IS NULL AND quantity IS NULL",
@@ -522,6 +602,10 @@ pub static SQLITE: Dialect = Dialect {
     user_subscriptions: "SELECT id, status, created, price_id, current_period_end, cancel_at_period_end, cancel_at FROM kavach_stripe_subscriptions WHERE user_id = ?",
     write_projection: "UPDATE kavach_users SET stripe_subscription_id = ?, stripe_subscription_status = ?, stripe_price_id = ?, stripe_current_period_end = ?, stripe_cancel_at_period_end = ?, updated_at = unixepoch() WHERE id = ?",
     select_subscription_record: SUBSCRIPTION_RECORD,
+    lock_invoice: "SELECT status, attempt_count, last_event_created, action_required FROM kavach_stripe_invoices WHERE id = ?",
+    upsert_invoice: "INSERT INTO kavach_stripe_invoices (id, subscription_id, customer_id, status, billing_reason, amount_due, amount_paid, amount_remaining, currency, attempt_count, next_payment_attempt, hosted_invoice_url, invoice_pdf, created, action_required, last_event_created, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, unixepoch()) ON CONFLICT (id) DO UPDATE SET subscription_id = COALESCE(excluded.subscription_id, subscription_id), customer_id = COALESCE(excluded.customer_id, customer_id), status = excluded.status, billing_reason = excluded.billing_reason, amount_due = excluded.amount_due, amount_paid = excluded.amount_paid, amount_remaining = excluded.amount_remaining, currency = excluded.currency, attempt_count = excluded.attempt_count, next_payment_attempt = excluded.next_payment_attempt, hosted_invoice_url = excluded.hosted_invoice_url, invoice_pdf = excluded.invoice_pdf, created = excluded.created, action_required = excluded.action_required, last_event_created = excluded.last_event_created, updated_at = excluded.updated_at",
+    merge_invoice_action: "UPDATE kavach_stripe_invoices SET action_required = 1, updated_at = unixepoch() WHERE id = ?",
+    payment_issue: PAYMENT_ISSUE,
     user_had_trial: USER_HAD_TRIAL,
     claim_trial: "INSERT INTO kavach_stripe_trial_grants (user_id, granted_at) VALUES (?, ?) ON CONFLICT (user_id) DO NOTHING",
     read_trial_grant: READ_TRIAL_GRANT,
@@ -539,6 +623,12 @@ pub static SQLITE: Dialect = Dialect {
 
 const SQLITE_UPSERT_SUBSCRIPTION: &str = "INSERT INTO kavach_stripe_subscriptions (id, customer_id, user_id, status, items, price_id, current_period_end, cancel_at_period_end, cancel_at, trial_end, created, last_event_created, product_id, quantity, trial_start, ended_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, unixepoch()) ON CONFLICT (id) DO UPDATE SET user_id = COALESCE(excluded.user_id, user_id), customer_id = excluded.customer_id, status = excluded.status, items = excluded.items, price_id = excluded.price_id, current_period_end = excluded.current_period_end, cancel_at_period_end = excluded.cancel_at_period_end, cancel_at = excluded.cancel_at, trial_end = excluded.trial_end, created = excluded.created, last_event_created = excluded.last_event_created, product_id = excluded.product_id, quantity = excluded.quantity, trial_start = excluded.trial_start, ended_at = excluded.ended_at, updated_at = excluded.updated_at";
 
+/// The newest open invoice of subscription ? that failed at least once or
+/// requires action (MySQL and SQLite; ids compare by bytes on both).
+const PAYMENT_ISSUE: &str = "SELECT id, status, amount_due, currency, attempt_count, \
+    next_payment_attempt, hosted_invoice_url, action_required FROM kavach_stripe_invoices \
+    WHERE subscription_id = ? AND status = 'open' AND (attempt_count > 0 OR action_required <> 0) \
+    ORDER BY created DESC, id DESC LIMIT 1";
 const OWED_NOTIFICATION: &str = "SELECT id FROM kavach_stripe_events \
     WHERE notify_user_id = ? AND state = 'notify' AND lease_until < ? LIMIT 1";
 const SETTLE_USER_NOTIFICATIONS: &str = "UPDATE kavach_stripe_events SET state = 'done', \

@@ -120,6 +120,20 @@ impl Store {
         Ok(())
     }
 
+    /// Records the event as applied with a notification owed to `user_id`.
+    pub async fn finish_event_owing(&self, id: &str, user_id: &str) -> BillingResult<()> {
+        dispatch!(self, pool => {
+            sqlx::query(self.sql.finish_event)
+                .bind(EventState::Notify.as_str())
+                .bind(None::<String>)
+                .bind(user_id)
+                .bind(id)
+                .execute(pool)
+                .await?;
+        });
+        Ok(())
+    }
+
     /// Gives a claim back after a failure, so Stripe's retry handles the event.
     pub async fn release_event(&self, id: &str) -> BillingResult<()> {
         dispatch!(self, pool => {

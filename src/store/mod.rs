@@ -55,10 +55,12 @@ macro_rules! dispatch {
     };
 }
 
+mod invoices;
 mod ledger;
 mod subscriptions;
 mod trials;
 
+pub use invoices::InvoiceApplied;
 pub use ledger::{Claim, EventState};
 pub use subscriptions::{
     ApplyOutcome, Fetched, SubscriptionChange, SubscriptionRecord, SubscriptionWrite,

@@ -1,0 +1,168 @@
+//! Invoices as dunning needs them: one row per invoice, moved only forward
+//! (`events::decide_invoice`), and the payment issue of a subscription.
+
+use sqlx::Row;
+
+use super::{BeginWrite, DbPool, Store};
+use crate::error::BillingResult;
+use crate::events::{decide_invoice, invoice_rank, InvoiceOrdering, InvoiceSnapshot, PaymentIssue};
+
+/// What storing an invoice event did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvoiceApplied {
+    /// The user the invoice's subscription belongs to, if stored.
+    pub owner: Option<String>,
+    /// Set when the owner's payment issue (on the projected subscription)
+    /// appeared, changed or cleared.
+    pub issue_changed: bool,
+}
+
+fn issue_from_row<R: Row>(row: &R) -> Result<PaymentIssue, sqlx::Error>
+where
+    usize: sqlx::ColumnIndex<R>,
+    String: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    Option<String>: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    i64: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    Option<i64>: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    bool: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let action_required: bool = row.try_get(7)?;
+    Ok(PaymentIssue {
+        invoice_id: row.try_get(0)?,
+        reason: if action_required {
+            "requires_action"
+        } else {
+            "payment_failed"
+        },
+        amount_due: row.try_get(2)?,
+        currency: row.try_get(3)?,
+        attempt_count: row.try_get(4)?,
+        next_payment_attempt: row.try_get(5)?,
+        hosted_invoice_url: row.try_get(6)?,
+    })
+}
+
+impl Store {
+    /// The payment issue of a subscription (see `PaymentIssue`).
+    pub async fn payment_issue(
+        &self,
+        subscription_id: &str,
+    ) -> BillingResult<Option<PaymentIssue>> {
+        let issue = dispatch!(self, pool => {
+            sqlx::query(self.sql.payment_issue)
+                .bind(subscription_id)
+                .fetch_optional(pool)
+                .await?
+                .map(|row| issue_from_row(&row))
+                .transpose()?
+        });
+        Ok(issue)
+    }
+
+    /// Stores an invoice event's invoice unless a later state of it is
+    /// stored, and says whether the owner's payment issue moved. The owner's
+    /// row is locked first, as every writer of a user's billing state does.
+    pub async fn apply_invoice(
+        &self,
+        invoice: &InvoiceSnapshot,
+        event_created: i64,
+    ) -> BillingResult<InvoiceApplied> {
+        let sql = self.sql;
+        dispatch!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            let owner: Option<String> = match &invoice.subscription_id {
+                Some(subscription_id) => sqlx::query(sql.select_subscription)
+                    .bind(subscription_id)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .map(|row| row.try_get::<Option<String>, _>(0))
+                    .transpose()?
+                    .flatten(),
+                None => None,
+            };
+            let mut projected: Option<String> = None;
+            if let Some(owner) = &owner {
+                sqlx::query(sql.lock_user).bind(owner).fetch_optional(&mut *tx).await?;
+                projected = sqlx::query(sql.select_user)
+                    .bind(owner)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .map(|row| super::user_from_row(&row))
+                    .transpose()?
+                    .and_then(|user| user.stripe_subscription_id);
+            }
+            let issue_before = match &projected {
+                Some(id) => sqlx::query(sql.payment_issue)
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .map(|row| issue_from_row(&row))
+                    .transpose()?,
+                None => None,
+            };
+            let stored = sqlx::query(sql.lock_invoice)
+                .bind(&invoice.id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .map(|row| -> Result<(String, i64, i64, bool), sqlx::Error> {
+                    Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?, row.try_get(3)?))
+                })
+                .transpose()?;
+            let incoming = invoice_rank(&invoice.status, invoice.attempt_count, event_created);
+            let decision = decide_invoice(
+                stored.as_ref().map(|(status, attempts, last, _)| invoice_rank(status, *attempts, *last)),
+                incoming,
+            );
+            match decision {
+                InvoiceOrdering::Stale => {}
+                InvoiceOrdering::Merge => {
+                    if invoice.action_required && !stored.as_ref().is_some_and(|s| s.3) {
+                        sqlx::query(sql.merge_invoice_action).bind(&invoice.id).execute(&mut *tx).await?;
+                    }
+                }
+                InvoiceOrdering::Apply => {
+                    // The same attempt keeps "requires action" from the
+                    // event that said so; a new attempt or state starts anew.
+                    let same_attempt = stored.as_ref().is_some_and(|(status, attempts, _, _)| {
+                        status == &invoice.status && *attempts == invoice.attempt_count
+                    });
+                    let action_required = invoice.action_required
+                        || (same_attempt && stored.as_ref().is_some_and(|s| s.3));
+                    sqlx::query(sql.upsert_invoice)
+                        .bind(&invoice.id)
+                        .bind(&invoice.subscription_id)
+                        .bind(&invoice.customer_id)
+                        .bind(&invoice.status)
+                        .bind(&invoice.billing_reason)
+                        .bind(invoice.amount_due)
+                        .bind(invoice.amount_paid)
+                        .bind(invoice.amount_remaining)
+                        .bind(&invoice.currency)
+                        .bind(invoice.attempt_count)
+                        .bind(invoice.next_payment_attempt)
+                        .bind(&invoice.hosted_invoice_url)
+                        .bind(&invoice.invoice_pdf)
+                        .bind(invoice.created)
+                        .bind(action_required)
+                        .bind(event_created)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+            let issue_after = match &projected {
+                Some(id) => sqlx::query(sql.payment_issue)
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .map(|row| issue_from_row(&row))
+                    .transpose()?,
+                None => None,
+            };
+            tx.commit().await?;
+            Ok(InvoiceApplied {
+                issue_changed: owner.is_some() && issue_before != issue_after,
+                owner,
+            })
+        })
+    }
+}
