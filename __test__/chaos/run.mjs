@@ -57,6 +57,7 @@ const APP_OPERATIONS = ['change_plan', 'change_plan', 'cancel', 'resume', 'cance
 function generate() {
   const events = []
   const truth = new Map() // subscription id -> final object
+  const invoices = new Map() // invoice id -> final state
   const users = []
   const base = 1760000000
   for (let u = 0; u < USERS; u++) {
@@ -77,7 +78,30 @@ function generate() {
       for (let k = 0; k < updates; k++) {
         t += random() < 0.25 ? 0 : 1 + Math.floor(random() * 50) // a quarter share their second with the previous event
         if (state.status === 'active' && random() < 0.3) {
-          emit('invoice.payment_failed', invoice({ subscriptionId: id, customer }), t)
+          // A renewal invoice: finalized, failed once (maybe needing action),
+          // then paid, voided, uncollectible or left open, its events sharing
+          // seconds and arriving in any order.
+          const invoiceId = `in_chaos_${u}_${s}_${k}`
+          const bill = (status, attempts, extra = {}) => ({
+            ...invoice({ subscriptionId: id, customer }), id: invoiceId, status, attempt_count: attempts, created: t, billing_reason: 'subscription_cycle',
+            amount_due: 1500, currency: 'usd', next_payment_attempt: status === 'open' && attempts > 0 ? t + 259200 : null, hosted_invoice_url: `https://invoice.stripe.test/${invoiceId}`, ...extra,
+          })
+          emit('invoice.finalized', bill('open', 0), t)
+          const action = random() < 0.3
+          if (action) emit('invoice.payment_action_required', bill('open', 1), t)
+          let final = { status: 'open', attempts: 1, action, created: t, subscription: id, nextPaymentAttempt: t + 259200 }
+          const outcome = random()
+          const settledAt = t + Math.floor(random() * 400)
+          if (outcome < 0.35) {
+            emit('invoice.paid', bill('paid', 1), settledAt)
+            final = { ...final, status: 'paid' }
+          } else if (outcome < 0.5) {
+            const [type, status] = pick([['invoice.voided', 'void'], ['invoice.marked_uncollectible', 'uncollectible']])
+            emit(type, bill(status, 1), settledAt)
+            final = { ...final, status }
+          }
+          invoices.set(invoiceId, final)
+          emit('invoice.payment_failed', bill('open', 1), t)
           state = { ...state, status: 'past_due' }
           t += random() < 0.5 ? 0 : 1
           emit('customer.subscription.updated', snapshot(), t)
@@ -104,7 +128,7 @@ function generate() {
   const operations = users
     .filter(() => random() < APP_OPERATION_SHARE)
     .flatMap((user) => Array.from({ length: 1 + Math.floor(random() * 3) }, () => ({ userId: user.id, op: pick(APP_OPERATIONS), price: pick(['price_basic', 'price_pro', 'price_team']), at: random() })))
-  return { events, truth, users, operations }
+  return { events, truth, users, operations, invoices }
 }
 
 // ---- a fake Stripe that holds the truth, and fails on purpose -------------
@@ -263,7 +287,24 @@ function compare(label, expected, actual, mismatches) {
   }
 }
 
-async function check(kind, read, truth, users, results, mismatches) {
+/** The payment issue of a subscription, from the invoices' final states. */
+function expectedIssue(invoices, subscriptionId) {
+  const open = [...invoices.entries()]
+    .filter(([, i]) => i.subscription === subscriptionId && i.status === 'open')
+    .sort(([a, x], [b, y]) => y.created - x.created || (a < b ? 1 : a > b ? -1 : 0))
+  if (open.length === 0) return null
+  const [id, i] = open[0]
+  return { invoiceId: id, reason: i.action ? 'requires_action' : 'payment_failed', amountDue: 1500, currency: 'usd', attemptCount: i.attempts, nextPaymentAttempt: new Date(i.nextPaymentAttempt * 1000).toISOString(), hostedInvoiceUrl: `https://invoice.stripe.test/${id}` }
+}
+
+async function check(kind, read, truth, users, results, mismatches, invoices) {
+  // Every invoice ends in its last state, whatever order its events came in.
+  const storedInvoices = new Map((await read('SELECT id, status, attempt_count, action_required FROM kavach_stripe_invoices')).map((r) => [r.id, r]))
+  for (const [id, expected] of invoices) {
+    const r = storedInvoices.get(id)
+    // "Requires action" belongs to the open attempt; a final state clears it.
+    compare(`${kind} invoice ${id}`, { status: expected.status, attempts: expected.attempts, action: expected.status === 'open' && expected.action }, r && { status: r.status, attempts: Number(r.attempt_count), action: Boolean(Number(r.action_required)) }, mismatches)
+  }
   const stored = await read('SELECT id, user_id, status, price_id, current_period_end, cancel_at_period_end, cancel_at FROM kavach_stripe_subscriptions')
   const byId = new Map(stored.map((r) => [r.id, r]))
   const finals = new Map()
@@ -288,7 +329,8 @@ async function check(kind, read, truth, users, results, mismatches) {
     const periodEnd = r.stripe_current_period_end instanceof Date ? r.stripe_current_period_end.getTime() / 1000 : Number(r.stripe_current_period_end)
     compare(`${kind} user ${user.id}`, expected, { customer: r.stripe_customer_id, id: r.stripe_subscription_id, status: r.stripe_subscription_status, price: r.stripe_price_id, periodEnd, scheduled: Boolean(Number(r.stripe_cancel_at_period_end)) }, mismatches)
     const last = lastNotification.get(user.id)
-    compare(`${kind} last notification of ${user.id}`, { id: winner.id, status: winner.status, priceId: winner.price, currentPeriodEnd: new Date(winner.periodEnd * 1000).toISOString(), cancelAtPeriodEnd: winner.scheduled, plan: null }, last?.sub, mismatches)
+    const paymentIssue = expectedIssue(invoices, winner.id)
+    compare(`${kind} last notification of ${user.id}`, { id: winner.id, status: winner.status, priceId: winner.price, currentPeriodEnd: new Date(winner.periodEnd * 1000).toISOString(), cancelAtPeriodEnd: winner.scheduled, plan: null, paymentIssue }, last?.sub && JSON.parse(JSON.stringify(last.sub)), mismatches)
   }
   // Nothing answered 200 is lost, nothing is left half-done.
   const ledger = new Map((await read('SELECT id, state FROM kavach_stripe_events')).map((r) => [r.id, r.state]))
@@ -437,7 +479,7 @@ async function part(kind, instances, generated, dir) {
   results.push(repair)
   const seconds = (Date.now() - started) / 1000
   const mismatches = []
-  await check(kind, read, truth, generated.users, results, mismatches)
+  await check(kind, read, truth, generated.users, results, mismatches, generated.invoices)
   await cleanup()
   await stripeServer.close()
   const sum = (f) => results.reduce((n, r) => n + f(r), 0)

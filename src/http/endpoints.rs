@@ -7,6 +7,7 @@ use serde_json::{json, Map, Value};
 use super::body::{parse_json_object, BodyFields};
 use super::routes::Route;
 use super::webhook::{receive_webhook, WebhookBody, WebhookResponder};
+use crate::billing::invoices::MAX_INVOICE_PAGE;
 use crate::billing::lifecycle::PlanChange;
 use crate::billing::status::BillingStatus;
 use crate::billing::{
@@ -14,7 +15,8 @@ use crate::billing::{
     DEFAULT_SUCCESS_PATH,
 };
 use crate::config::{
-    STRIPE_METADATA_MAX_KEYS, STRIPE_METADATA_MAX_KEY_CHARS, STRIPE_METADATA_MAX_VALUE_CHARS,
+    is_stripe_id, STRIPE_METADATA_MAX_KEYS, STRIPE_METADATA_MAX_KEY_CHARS,
+    STRIPE_METADATA_MAX_VALUE_CHARS,
 };
 use crate::error::BillingError;
 use crate::events::PaymentIssue;
@@ -506,6 +508,22 @@ async fn invoices(
                 ))
             }
         }
+    }
+    // Refused before the rate limit counts the call.
+    if limit.is_some_and(|l| !(1..=MAX_INVOICE_PAGE).contains(&l)) {
+        return Err(BillingError::invalid_argument(
+            "limit",
+            format!("must be from 1 to {MAX_INVOICE_PAGE}"),
+        ));
+    }
+    if starting_after
+        .as_deref()
+        .is_some_and(|id| !is_stripe_id(id))
+    {
+        return Err(BillingError::invalid_argument(
+            "startingAfter",
+            "must be an invoice id",
+        ));
     }
     if service.config().standalone {
         service.take_invoices_slot(user_id)?;
