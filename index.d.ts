@@ -30,6 +30,7 @@ export type KavachStripeErrorCode =
   | 'event_in_progress'
   | 'subscription_listener_failed'
   | 'trial_listener_failed'
+  | 'event_listener_failed'
   | 'stripe_api_error'
   | 'stripe_unreachable'
   | 'internal_error'
@@ -99,6 +100,19 @@ export interface PaymentIssue {
   nextPaymentAttempt: Date | null
   /** Where the user pays or authenticates. */
   hostedInvoiceUrl: string | null
+}
+
+/** What `reconcile` did with the events it listed. */
+export interface ReconcileResult {
+  fetched: number
+  /** Handled now (or delivered to `onEvent`). */
+  applied: number
+  /** Already handled (by a webhook, or another reconcile). */
+  duplicates: number
+  /** Handled and recorded as ignored (no user owns the customer, a foreign product, ...). */
+  ignored: number
+  /** Failed (a database or Stripe error, a callback that threw): run it again. */
+  failed: number
 }
 
 /** One invoice of `listInvoices`. */
@@ -201,6 +215,14 @@ export interface StripePluginOptions {
    * webhook answers 500 `trial_listener_failed` and Stripe's retry calls it again.
    */
   onTrialWillEnd?: (userId: string, trial: { trialEndsAt: Date; subscription: Subscription }) => Promise<void> | void
+  /**
+   * Every verified event of a handled type or of `onEventTypes`, after the package's own work for it
+   * is committed: once per event id on success; if it throws the webhook answers 500
+   * `event_listener_failed` and Stripe's retry calls it again (nothing is re-applied).
+   */
+  onEvent?: (event: StripeEvent) => Promise<void> | void
+  /** Event types `onEvent` wants besides those the package handles (e.g. `charge.refunded`); no wildcards. */
+  onEventTypes?: readonly string[]
   /**
    * Default `https://api.stripe.com`; tests and local stand-ins point it elsewhere. Plain `http:` is
    * refused (`invalid_config`) unless the host is loopback (127.0.0.0/8, `::1`, `localhost`) or
@@ -336,6 +358,11 @@ export interface StripeBillingApi {
   cancelSubscription(userId: string, options?: { immediately?: boolean; subscriptionId?: string }): Promise<Subscription>
   /** Undoes a scheduled cancellation; one not scheduled is returned unchanged. */
   resumeSubscription(userId: string, options?: { subscriptionId?: string }): Promise<Subscription>
+  /**
+   * Handles the events Stripe holds that the ledger has not (after an outage), oldest first, through the
+   * webhook's code. `since` defaults to the earliest allowed: 30 days, or `eventRetentionDays` if shorter.
+   */
+  reconcile(options?: { since?: Date; until?: Date }): Promise<ReconcileResult>
   /** The customer's invoices from Stripe, newest first (`limit` 1–100, default 10). */
   listInvoices(userId: string, options?: { limit?: number; startingAfter?: string }): Promise<{ invoices: InvoiceSummary[]; hasMore: boolean }>
   /** Stores the customer's subscriptions from Stripe; with `sessionId`, links the checkout's customer first. */

@@ -158,6 +158,7 @@ function billingApi(billing) {
     getSubscription: async (userId) => (await callAsync(() => billing.getSubscription(userId))) ?? null,
     getBillingStatus: (userId) => callAsync(() => billing.getBillingStatus(userId)),
     listInvoices: (userId, options) => callAsync(() => billing.listInvoices(userId, options)),
+    reconcile: (options) => callAsync(() => billing.reconcile(options)),
     changePlan: (userId, change) => callAsync(() => billing.changePlan(userId, change)),
     previewPlanChange: (userId, change) => callAsync(() => billing.previewPlanChange(userId, change)),
     cancelSubscription: (userId, options) => callAsync(() => billing.cancelSubscription(userId, options)),
@@ -178,9 +179,24 @@ function listenerOf(options, name) {
   }
 }
 
+// onEvent gets the event as parsed JSON.
+function eventListenerOf(options) {
+  const listener = options !== null && typeof options === 'object' ? options.onEvent : undefined
+  if (typeof listener !== 'function') return undefined
+  return async (payload) => {
+    await listener(JSON.parse(payload))
+  }
+}
+
 function parse(options, standalone) {
   return callSync(() =>
-    native.parseOptions(options, standalone, listenerOf(options, 'onSubscriptionChange'), listenerOf(options, 'onTrialWillEnd')),
+    native.parseOptions(
+      options,
+      standalone,
+      listenerOf(options, 'onSubscriptionChange'),
+      listenerOf(options, 'onTrialWillEnd'),
+      eventListenerOf(options),
+    ),
   )
 }
 

@@ -366,7 +366,7 @@ for (const kind of DATABASE_KINDS) {
         assert.equal(status.productId, 'prod_old')
         assert.equal(status.quantity, 7)
         const [row] = await db.query('SELECT MAX(version) AS v FROM kavach_stripe_schema')
-        assert.equal(Number(row.v), 5)
+        assert.equal(Number(row.v), 6)
       } finally {
         await upgraded.close()
       }

@@ -94,7 +94,7 @@ for (const kind of DATABASE_KINDS) {
     test('migrations are idempotent and safe when several instances start at once', { skip: !db }, async () => {
       await Promise.all([host(), host(), host()])
       const versions = await db.query('SELECT version FROM kavach_stripe_schema')
-      assert.deepEqual(versions.map((v) => Number(v.version)), [5])
+      assert.deepEqual(versions.map((v) => Number(v.version)), [6])
       for (const table of ['kavach_stripe_subscriptions', 'kavach_stripe_events', 'kavach_stripe_checkout_sessions']) {
         assert.deepEqual(await db.query(`SELECT COUNT(*) AS n FROM ${table}`).then((r) => Number(r[0].n)), 0, table)
       }

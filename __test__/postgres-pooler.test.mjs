@@ -138,7 +138,7 @@ describe('Postgres through PgBouncer in transaction mode, as a role that is not 
     })))
     hosts.push(...started)
     const versions = await admin.query(`SELECT version FROM ${ROLE}.kavach_stripe_schema ORDER BY version`)
-    assert.deepEqual(versions.rows.map((r) => r.version), [5])
+    assert.deepEqual(versions.rows.map((r) => r.version), [6])
     const fn = await admin.query(`SELECT p.proname, r.rolname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace JOIN pg_roles r ON r.oid = p.proowner WHERE n.nspname = $1 AND p.proname = 'kavach_stripe_apply_events'`, [ROLE])
     assert.deepEqual(fn.rows, [{ proname: 'kavach_stripe_apply_events', rolname: ROLE }])
   })

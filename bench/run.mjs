@@ -88,7 +88,7 @@ async function prepare(kind) {
     db.close()
     return { database: { provider: 'sqlite-native', url: file }, done: () => fs.rmSync(dir, { recursive: true, force: true }) }
   }
-  const tables = ['kavach_stripe_subscriptions', 'kavach_stripe_events', 'kavach_stripe_checkout_sessions', 'kavach_stripe_customer_claims', 'kavach_stripe_trial_grants', 'kavach_stripe_invoices', 'kavach_stripe_schema', 'kavach_users']
+  const tables = ['kavach_stripe_subscriptions', 'kavach_stripe_events', 'kavach_stripe_checkout_sessions', 'kavach_stripe_customer_claims', 'kavach_stripe_trial_grants', 'kavach_stripe_invoices', 'kavach_stripe_event_deliveries', 'kavach_stripe_schema', 'kavach_users']
   if (kind === 'mysql') {
     const conn = await mysql.createConnection({ uri: MYSQL_URL })
     for (const t of tables) await conn.query(`DROP TABLE IF EXISTS ${t}`)

@@ -20,7 +20,7 @@ use crate::billing::status::{BillingStatus, SubscriptionFilter};
 use crate::billing::{BillingService, CheckoutOptions, PriceChoice, SubscriptionView};
 use crate::config::{BillingConfig, ConfigMode};
 use crate::error::{redact_secrets, BillingError};
-use crate::events::{PaymentIssue, SubscriptionListener, TrialListener};
+use crate::events::{EventListener, PaymentIssue, SubscriptionListener, TrialListener};
 use crate::http::{
     self, HttpRequest, Route, WebhookBody, WebhookResponder, ENDPOINTS, MAX_JSON_BODY_BYTES,
 };
@@ -177,12 +177,46 @@ impl TrialListener for JsTrialListener {
     }
 }
 
+type EventArgs = FnArgs<(String,)>;
+type EventFunction =
+    ThreadsafeFunction<EventArgs, Promise<()>, EventArgs, napi::Status, false, true>;
+
+/// `onEvent` (the JS wrapper parses the JSON it gets), callable from any tokio task.
+struct JsEventListener(Arc<EventFunction>);
+
+impl EventListener for JsEventListener {
+    fn event(&self, payload: String) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> {
+        let function = Arc::clone(&self.0);
+        Box::pin(async move {
+            let promise = function
+                .call_async_catch((payload,).into())
+                .await
+                .map_err(|e| e.reason.clone())?;
+            promise.await.map_err(|e| e.reason.clone())
+        })
+    }
+}
+
+/// A JS callback as a weak thread-safe function (a stored callback must not
+/// keep the Node process alive).
+fn weak_function<Args: napi::bindgen_prelude::JsValuesTupleIntoVec + 'static>(
+    function: Function<'_, Args, Promise<()>>,
+) -> napi::Result<ThreadsafeFunction<Args, Promise<()>, Args, napi::Status, false, true>> {
+    function
+        .build_threadsafe_function()
+        .callee_handled::<false>()
+        .weak::<true>()
+        .build()
+        .map_err(|e| coded("internal_error", e.reason))
+}
+
 /// Validated options, held by the JS plugin object between `stripe()` and `init`.
 #[napi]
 pub struct NativeConfig {
     config: BillingConfig,
     listener: Option<Arc<dyn SubscriptionListener>>,
     trial_listener: Option<Arc<dyn TrialListener>>,
+    event_listener: Option<Arc<dyn EventListener>>,
 }
 
 /// Validates `stripe()` options (`standalone: false`) or
@@ -190,13 +224,14 @@ pub struct NativeConfig {
 /// `listener` is `onSubscriptionChange` wrapped to always return a Promise.
 #[napi(
     catch_unwind,
-    ts_args_type = "options: unknown, standalone: boolean, listener?: ((userId: string, subscription: NativeSubscription) => Promise<void>) | undefined | null, trialListener?: ((userId: string, trial: NativeTrialEnd) => Promise<void>) | undefined | null"
+    ts_args_type = "options: unknown, standalone: boolean, listener?: ((userId: string, subscription: NativeSubscription) => Promise<void>) | undefined | null, trialListener?: ((userId: string, trial: NativeTrialEnd) => Promise<void>) | undefined | null, eventListener?: ((payload: string) => Promise<void>) | undefined | null"
 )]
 pub fn parse_options(
     options: Unknown<'_>,
     standalone: bool,
     listener: Option<Function<'_, ListenerArgs, Promise<()>>>,
     trial_listener: Option<Function<'_, TrialArgs, Promise<()>>>,
+    event_listener: Option<Function<'_, EventArgs, Promise<()>>>,
 ) -> napi::Result<NativeConfig> {
     let value = option_value(&options, 0).map_err(|e| coded("invalid_config", e.reason))?;
     let mode = if standalone {
@@ -206,33 +241,29 @@ pub fn parse_options(
     };
     let config = BillingConfig::parse(&value, mode).map_err(to_js)?;
     let listener = match listener {
-        Some(function) => {
-            let tsfn = function
-                .build_threadsafe_function()
-                .callee_handled::<false>()
-                .weak::<true>()
-                .build()
-                .map_err(|e| coded("internal_error", e.reason))?;
-            Some(Arc::new(JsSubscriptionListener(Arc::new(tsfn))) as Arc<dyn SubscriptionListener>)
-        }
+        Some(function) => Some(
+            Arc::new(JsSubscriptionListener(Arc::new(weak_function(function)?)))
+                as Arc<dyn SubscriptionListener>,
+        ),
         None => None,
     };
     let trial_listener = match trial_listener {
-        Some(function) => {
-            let tsfn = function
-                .build_threadsafe_function()
-                .callee_handled::<false>()
-                .weak::<true>()
-                .build()
-                .map_err(|e| coded("internal_error", e.reason))?;
-            Some(Arc::new(JsTrialListener(Arc::new(tsfn))) as Arc<dyn TrialListener>)
-        }
+        Some(function) => Some(
+            Arc::new(JsTrialListener(Arc::new(weak_function(function)?))) as Arc<dyn TrialListener>,
+        ),
+        None => None,
+    };
+    let event_listener = match event_listener {
+        Some(function) => Some(
+            Arc::new(JsEventListener(Arc::new(weak_function(function)?))) as Arc<dyn EventListener>,
+        ),
         None => None,
     };
     Ok(NativeConfig {
         config,
         listener,
         trial_listener,
+        event_listener,
     })
 }
 
@@ -252,6 +283,7 @@ impl NativeConfig {
         let config = self.config.clone();
         let listener = self.listener.clone();
         let trial_listener = self.trial_listener.clone();
+        let event_listener = self.event_listener.clone();
         let (database, source) = match &config.database {
             Some(own) => (own.clone(), DatabaseSource::Options),
             None => {
@@ -264,9 +296,16 @@ impl NativeConfig {
             }
         };
         env.spawn_future(async move {
-            let service = BillingService::open(config, &database, source, listener, trial_listener)
-                .await
-                .map_err(to_js)?;
+            let service = BillingService::open(
+                config,
+                &database,
+                source,
+                listener,
+                trial_listener,
+                event_listener,
+            )
+            .await
+            .map_err(to_js)?;
             Ok(NativeBilling {
                 service: Arc::new(service),
                 replies: OnceLock::new(),
@@ -427,6 +466,21 @@ pub struct NativeInvoice {
 pub struct NativeInvoicePage {
     pub invoices: Vec<NativeInvoice>,
     pub has_more: bool,
+}
+
+#[napi(object)]
+pub struct NativeReconcileOptions {
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+    pub until: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+#[napi(object)]
+pub struct NativeReconcileCounts {
+    pub fetched: f64,
+    pub applied: f64,
+    pub duplicates: f64,
+    pub ignored: f64,
+    pub failed: f64,
 }
 
 #[napi(object)]
@@ -959,6 +1013,31 @@ impl NativeBilling {
                 })
                 .collect(),
             has_more: page.has_more,
+        })
+    }
+
+    #[napi]
+    pub async fn reconcile(
+        &self,
+        options: Option<NativeReconcileOptions>,
+    ) -> napi::Result<NativeReconcileCounts> {
+        let (since, until) = options
+            .map(|o| {
+                (
+                    o.since.map(|d| d.timestamp()),
+                    o.until.map(|d| d.timestamp()),
+                )
+            })
+            .unwrap_or_default();
+        let service = Arc::clone(&self.service);
+        let counts =
+            guarded(async move { service.reconcile(since, until).await.map_err(to_js) }).await?;
+        Ok(NativeReconcileCounts {
+            fetched: counts.fetched as f64,
+            applied: counts.applied as f64,
+            duplicates: counts.duplicates as f64,
+            ignored: counts.ignored as f64,
+            failed: counts.failed as f64,
         })
     }
 

@@ -76,6 +76,10 @@ pub struct BillingConfig {
     pub past_due_is_active: bool,
     /// Whether a user gets at most one free trial.
     pub one_trial_per_user: bool,
+    /// `onEvent` is set.
+    pub has_event_listener: bool,
+    /// Event types the app wants besides those the package handles.
+    pub event_types: Vec<String>,
     /// Whether clients may cancel at once (`POST /auth/stripe/cancel` with `immediately`).
     pub client_cancel_immediately: bool,
     /// The largest quantity a client may ask for; `None`: clients send no quantity.
@@ -88,6 +92,8 @@ const PLUGIN_KEYS: &[&str] = &[
     "webhookSecret",
     "onSubscriptionChange",
     "onTrialWillEnd",
+    "onEvent",
+    "onEventTypes",
     "apiBase",
     "allowInsecureApiBase",
     "apiVersion",
@@ -157,6 +163,28 @@ impl BillingConfig {
         let has_subscription_listener =
             optional_function("onSubscriptionChange", get("onSubscriptionChange"))?;
         optional_function("onTrialWillEnd", get("onTrialWillEnd"))?;
+        let has_event_listener = optional_function("onEvent", get("onEvent"))?;
+        let event_types = string_list("onEventTypes", get("onEventTypes"))?.unwrap_or_default();
+        for (i, event_type) in event_types.iter().enumerate() {
+            let plausible = !event_type.is_empty()
+                && event_type.len() <= 100
+                && event_type.contains('.')
+                && event_type.bytes().all(|b| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_')
+                });
+            if !plausible {
+                return Err(BillingError::invalid_config(
+                    format!("onEventTypes[{i}]"),
+                    "must be a Stripe event type such as charge.refunded (no wildcards: each type is listed by name)",
+                ));
+            }
+        }
+        if !event_types.is_empty() && !has_event_listener {
+            return Err(BillingError::invalid_config(
+                "onEventTypes",
+                "needs `onEvent`, the callback those events go to",
+            ));
+        }
         let has_auth_resolver = optional_function("auth", get("auth"))?;
 
         let allow_insecure_api_base = match get("allowInsecureApiBase") {
@@ -378,6 +406,8 @@ impl BillingConfig {
             plans,
             past_due_is_active,
             one_trial_per_user,
+            has_event_listener,
+            event_types,
             client_cancel_immediately,
             client_quantity_max,
         })

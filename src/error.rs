@@ -88,6 +88,10 @@ pub enum BillingError {
     #[error("onSubscriptionChange failed: {0}")]
     ListenerFailed(String),
 
+    /// The app's `onEvent` threw or rejected; Stripe retries (nothing is re-applied).
+    #[error("onEvent failed: {0}")]
+    EventListenerFailed(String),
+
     /// The app's `onTrialWillEnd` threw or rejected; Stripe retries.
     #[error("onTrialWillEnd failed: {0}")]
     TrialListenerFailed(String),
@@ -138,6 +142,7 @@ impl BillingError {
             Self::EventInProgress => "event_in_progress",
             Self::ListenerFailed(_) => "subscription_listener_failed",
             Self::TrialListenerFailed(_) => "trial_listener_failed",
+            Self::EventListenerFailed(_) => "event_listener_failed",
             Self::Internal(_) => "internal_error",
         }
     }
@@ -160,7 +165,9 @@ impl BillingError {
             Self::StripeUnreachable(_) => 502,
             Self::PayloadInvalid(_) => 400,
             Self::EventInProgress => 409,
-            Self::ListenerFailed(_) | Self::TrialListenerFailed(_) => 500,
+            Self::ListenerFailed(_)
+            | Self::TrialListenerFailed(_)
+            | Self::EventListenerFailed(_) => 500,
             Self::InvalidConfig { .. }
             | Self::DatabaseUnsupported(_)
             | Self::Database(_)

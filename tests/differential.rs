@@ -465,7 +465,8 @@ async fn open_server(kind: Kind, raw: Raw, target: DatabaseTarget) -> Database {
     raw.execute(
         "DROP TABLE IF EXISTS kavach_stripe_subscriptions, kavach_stripe_events, \
          kavach_stripe_checkout_sessions, kavach_stripe_customer_claims, \
-         kavach_stripe_trial_grants, kavach_stripe_invoices, kavach_stripe_schema, \
+         kavach_stripe_trial_grants, kavach_stripe_invoices, kavach_stripe_event_deliveries, \
+         kavach_stripe_schema, \
          kavach_users",
     )
     .await;

@@ -18,6 +18,10 @@
 // (Stripe refused or failed, a connection died, the callback threw) is
 // followed by a sync, as the webhook Stripe sends for a change would be.
 //
+// Early on, one instance of each part runs reconcile: Stripe's event
+// list (every generated event) is handled through the webhook code while the
+// same events are being delivered; the ledger must keep each one once.
+//
 // CHAOS_USERS (default 200) scales it; CHAOS_ONLY=postgres|mysql|sqlite runs one part.
 import { spawn } from 'node:child_process'
 import fs from 'node:fs'
@@ -47,7 +51,7 @@ const COMMIT_TRAP_ODDS = 150
 const KILL_AFTER_SHARE = 0.3
 /** The MariaDB account of the instance whose connections are killed. */
 const MYSQL_VICTIM = 'kavach_chaos1'
-const OWN_TABLES = ['kavach_stripe_subscriptions', 'kavach_stripe_events', 'kavach_stripe_checkout_sessions', 'kavach_stripe_customer_claims', 'kavach_stripe_trial_grants', 'kavach_stripe_invoices', 'kavach_stripe_schema', 'kavach_users']
+const OWN_TABLES = ['kavach_stripe_subscriptions', 'kavach_stripe_events', 'kavach_stripe_checkout_sessions', 'kavach_stripe_customer_claims', 'kavach_stripe_trial_grants', 'kavach_stripe_invoices', 'kavach_stripe_event_deliveries', 'kavach_stripe_schema', 'kavach_users']
 const pick = (list) => list[Math.floor(random() * list.length)]
 /** The share of users whose subscription the app changes during the run. */
 const APP_OPERATION_SHARE = 0.2
@@ -59,12 +63,14 @@ function generate() {
   const truth = new Map() // subscription id -> final object
   const invoices = new Map() // invoice id -> final state
   const users = []
-  const base = 1760000000
+  // Within the last 25 days, so reconcile (30 days of Stripe's events) can list them all.
+  const spacing = Math.min(10000, Math.floor((24 * 86400) / USERS))
+  const base = Math.floor(Date.now() / 1000) - 25 * 86400
   for (let u = 0; u < USERS; u++) {
     const userId = `chaos_u${u}`
     const customer = `cus_chaos_${u}`
     users.push({ id: userId, customer })
-    let t = base + u * 10000
+    let t = base + u * spacing
     const subscriptions = random() < 0.35 ? 2 : 1
     for (let s = 0; s < subscriptions; s++) {
       const id = `sub_chaos_${u}_${s}`
@@ -132,18 +138,21 @@ function generate() {
 }
 
 // ---- a fake Stripe that holds the truth, and fails on purpose -------------
-async function startStripe(truth, faults) {
+async function startStripe(truth, faults, events) {
   const server = http.createServer((req, res) => {
     const reply = (status, body) => {
       res.writeHead(status, { 'content-type': 'application/json', 'request-id': 'req_chaos' })
       res.end(JSON.stringify(body))
     }
+    // Reconcile lists ~120 pages of events: its listing fails 1% of the time
+    // and never stalls, or it would rarely finish while deliveries still run.
+    const listing = req.url.startsWith('/v1/events?')
     const roll = random()
-    if (roll < 0.08) {
+    if (roll < (listing ? 0.01 : 0.08)) {
       faults.stripe500 += 1
       return reply(500, { error: { type: 'api_error', message: 'chaos' } })
     }
-    if (roll < 0.1) {
+    if (!listing && roll < 0.1) {
       faults.stripeStall += 1
       return setTimeout(() => reply(500, { error: { type: 'api_error', message: 'too late' } }), 6000)
     }
@@ -175,6 +184,17 @@ async function startStripe(truth, faults) {
         if (form.get('cancel_at') === '') next.cancel_at = null
         truth.set(held.id, next)
         return reply(200, next)
+      }
+      if (req.method === 'GET' && req.url.startsWith('/v1/events?')) {
+        const query = new URL(req.url, 'http://chaos').searchParams
+        const types = query.getAll('types[]')
+        const gte = Number(query.get('created[gte]') ?? -Infinity)
+        const lt = Number(query.get('created[lt]') ?? Infinity)
+        const all = events.filter((e) => types.includes(e.type) && e.created >= gte && e.created < lt).sort((a, b) => b.created - a.created || (a.id < b.id ? 1 : -1))
+        const after = query.get('starting_after')
+        const from = after ? all.findIndex((e) => e.id === after) + 1 : 0
+        const limit = Number(query.get('limit') ?? 10)
+        return reply(200, { object: 'list', url: '/v1/events', has_more: from + limit < all.length, data: all.slice(from, from + limit) })
       }
       if (req.method === 'GET' && req.url.startsWith('/v1/subscriptions?')) {
         const customer = new URL(req.url, 'http://chaos').searchParams.get('customer')
@@ -357,7 +377,7 @@ async function part(kind, instances, generated, dir) {
   const faults = { stripe500: 0, stripeStall: 0, connectionsKilled: 0, killed: [] }
   // The app's calls change what Stripe holds: each part starts from the events' truth.
   const truth = new Map([...generated.truth].map(([id, sub]) => [id, structuredClone(sub)]))
-  const stripeServer = await startStripe(truth, faults)
+  const stripeServer = await startStripe(truth, faults, generated.events)
   let database
   let read
   let cleanup = async () => {}
@@ -445,7 +465,7 @@ async function part(kind, instances, generated, dir) {
   const started = Date.now()
   const results = await Promise.all(
     shares.map((share, i) => {
-      const job = { name: `${kind}-${i}`, database: database(i), secretKey: SECRET_KEY, webhookSecret: WEBHOOK_SECRET, apiBase: stripeServer.url, deliveries: share, operations: calls[i], concurrency: 8, listenerThrowRate: 0.03, maxAttempts: 200, seed: 1000 + i }
+      const job = { name: `${kind}-${i}`, database: database(i), secretKey: SECRET_KEY, webhookSecret: WEBHOOK_SECRET, apiBase: stripeServer.url, deliveries: share, operations: calls[i], reconcileAt: i === callers[0] ? 0.15 : null, concurrency: 8, listenerThrowRate: 0.03, maxAttempts: 200, seed: 1000 + i }
       if (kind === 'sqlite' && i === 0) return runKilledWorker(job, dir, faults)
       return startWorker(job, dir).done
     }),
@@ -493,6 +513,9 @@ async function part(kind, instances, generated, dir) {
   const operations = results.flatMap((r) => r.operations ?? [])
   const refusals = {}
   for (const o of operations.filter((o) => !o.ok)) refusals[o.code] = (refusals[o.code] ?? 0) + 1
+  const reconciles = results.flatMap((r) => r.reconciles ?? [])
+  console.log(`${kind}: reconcile during delivery: ${reconciles.map((r) => JSON.stringify(r)).join('; ') || 'none'}`)
+  if (reconciles.length === 0 || !reconciles.some((r) => r.counts)) mismatches.push(`${kind}: reconcile never completed`)
   console.log(`${kind}: app calls during delivery: ${operations.length} (${operations.filter((o) => o.ok).length} succeeded; failed: ${JSON.stringify(refusals)}), then ${new Set(failedCalls.map((o) => o.userId)).size} repair syncs`)
   for (const m of mismatches.slice(0, 20)) console.log(`  MISMATCH ${m}`)
   return mismatches.length

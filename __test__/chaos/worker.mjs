@@ -90,6 +90,24 @@ async function appCalls() {
     record({ operation: operations.at(-1) })
   }
 }
-await Promise.all([...Array.from({ length: job.concurrency }, lane), appCalls()])
+/** Reconcile once, halfway through this instance's deliveries (retried while Stripe fails). */
+const reconciles = []
+async function reconcilePass() {
+  if (job.reconcileAt === null || job.reconcileAt === undefined) return
+  while (next < Math.floor(job.reconcileAt * job.deliveries.length) && next < job.deliveries.length) {
+    await new Promise((resolve) => setTimeout(resolve, 5))
+  }
+  for (let attempt = 1; attempt <= 8; attempt++) {
+    try {
+      const counts = await api.reconcile()
+      reconciles.push({ attempt, counts })
+      // Failed events (a callback that threw, a Stripe fetch that failed) are run again, as the README says.
+      if (counts.failed === 0) return
+    } catch (error) {
+      reconciles.push({ attempt, failed: error.code ?? 'thrown' })
+    }
+  }
+}
+await Promise.all([...Array.from({ length: job.concurrency }, lane), appCalls(), reconcilePass()])
 await api.close()
-fs.writeFileSync(job.resultFile, JSON.stringify({ name: job.name, responses, notifications, retries, failures, listenerThrows, operations }))
+fs.writeFileSync(job.resultFile, JSON.stringify({ name: job.name, responses, notifications, retries, failures, listenerThrows, operations, reconciles }))

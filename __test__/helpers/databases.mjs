@@ -13,7 +13,7 @@ export const POSTGRES_URL = process.env.KAVACH_TEST_POSTGRES_URL ?? 'postgres://
 export const MYSQL_URL = process.env.KAVACH_TEST_MYSQL_URL ?? 'mysql://root@127.0.0.1:3306/kavach_stripe_test'
 const REQUIRED = process.env.CI === 'true'
 
-const OWN_TABLES = ['kavach_stripe_subscriptions', 'kavach_stripe_events', 'kavach_stripe_checkout_sessions', 'kavach_stripe_customer_claims', 'kavach_stripe_trial_grants', 'kavach_stripe_invoices', 'kavach_stripe_schema', 'kavach_users']
+const OWN_TABLES = ['kavach_stripe_subscriptions', 'kavach_stripe_events', 'kavach_stripe_checkout_sessions', 'kavach_stripe_customer_claims', 'kavach_stripe_trial_grants', 'kavach_stripe_invoices', 'kavach_stripe_event_deliveries', 'kavach_stripe_schema', 'kavach_users']
 
 /** kavachOS's own DDL for kavach_users, as a host creates it (optionally without the Stripe columns). */
 const HOST_USERS_DDL = {

@@ -12,6 +12,8 @@ export async function startFakeStripe() {
   const behaviour = { failNextPayment: false }
   /** Invoices `GET /v1/invoices?customer=` lists, newest first. */
   const invoices = []
+  /** Events `GET /v1/events` lists (newest first, `types[]`, `created` bounds, paging). */
+  const events = []
   const nowSeconds = () => Math.floor(Date.now() / 1000)
   /** A subscription update, applied the way Stripe applies the form. */
   const update = (sub, form) => {
@@ -98,6 +100,20 @@ export async function startFakeStripe() {
         const data = all.slice(from, from + limit)
         return reply(200, { object: 'list', url: '/v1/subscriptions', has_more: from + limit < all.length, data })
       }
+      if (req.method === 'GET' && req.url.startsWith('/v1/events?')) {
+        const query = new URL(req.url, 'http://fake').searchParams
+        const types = query.getAll('types[]')
+        if (types.length > 20) return reply(400, { error: { type: 'invalid_request_error', param: 'types', message: 'You may pass at most 20 types.' } })
+        const gte = Number(query.get('created[gte]') ?? -Infinity)
+        const lt = Number(query.get('created[lt]') ?? Infinity)
+        const all = events
+          .filter((e) => (types.length === 0 || types.includes(e.type)) && e.created >= gte && e.created < lt)
+          .sort((a, b) => b.created - a.created || (a.id < b.id ? 1 : -1))
+        const after = query.get('starting_after')
+        const from = after ? all.findIndex((e) => e.id === after) + 1 : 0
+        const limit = Number(query.get('limit') ?? 10)
+        return reply(200, { object: 'list', url: '/v1/events', has_more: from + limit < all.length, data: all.slice(from, from + limit) })
+      }
       if (req.method === 'GET' && req.url.startsWith('/v1/invoices?')) {
         const query = new URL(req.url, 'http://fake').searchParams
         const all = invoices.filter((i) => i.customer === query.get('customer')).sort((a, b) => b.created - a.created || (a.id < b.id ? 1 : -1))
@@ -127,6 +143,7 @@ export async function startFakeStripe() {
     objects,
     subscriptions,
     invoices,
+    events,
     /** `failNextPayment`: the next plan change's payment fails (it stays pending). */
     behaviour,
     /** Queue a handler `(req, res, record) => void` for the next request. */

@@ -102,6 +102,21 @@ const withTrials = stripe({
   },
 })
 void withTrials
+
+const withEvents = stripe({
+  secretKey: 'sk_test_123456789',
+  onEventTypes: ['charge.refunded'],
+  onEvent: async (event: StripeEvent) => {
+    if (event.type === 'charge.refunded') console.log(event.id, event.data.object)
+  },
+})
+async function afterOutage(ctx: PluginContext): Promise<void> {
+  const api = (await withEvents.init(ctx)).context.stripe
+  const result = await api.reconcile({ since: new Date(Date.now() - 3 * 86_400_000) })
+  const counts: number[] = [result.fetched, result.applied, result.duplicates, result.ignored, result.failed]
+  console.log(counts)
+}
+void afterOutage
 void plansAndStatus
 
 async function standalone(): Promise<void> {

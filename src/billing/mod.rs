@@ -1,9 +1,11 @@
 //! The billing service: the operations behind `api` and the endpoints, on top
 //! of the store and the Stripe client.
 
+mod event_delivery;
 pub mod invoices;
 pub mod lifecycle;
 pub mod plans;
+pub mod reconcile;
 pub mod status;
 mod sync_limit;
 mod trial;
@@ -21,7 +23,7 @@ use crate::config::{
 };
 use crate::error::{BillingError, BillingResult};
 use crate::events::{
-    is_live, read_subscription_event, EventOutcome, EventProcessor, PaymentIssue,
+    is_live, read_subscription_event, EventListener, EventOutcome, EventProcessor, PaymentIssue,
     StoredSubscription, SubscriptionListener, TrialListener, LEASE_SECS,
 };
 use crate::origin::parse_http_url;
@@ -93,8 +95,11 @@ pub struct BillingService {
     stripe: StripeClient,
     listener: Option<Arc<dyn SubscriptionListener>>,
     trial_listener: Option<Arc<dyn TrialListener>>,
+    event_listener: Option<Arc<dyn EventListener>>,
     /// When this instance last pruned the event ledger (Unix seconds).
     last_prune: AtomicI64,
+    /// When this instance last pruned `onEvent` deliveries.
+    last_delivery_prune: AtomicI64,
     /// One sync per user per interval, when no host rate-limits the route.
     sync_limit: sync_limit::SyncLimit,
     /// The runtime the service was opened on: webhook work that must await
@@ -113,6 +118,7 @@ impl BillingService {
         source: DatabaseSource,
         listener: Option<Arc<dyn SubscriptionListener>>,
         trial_listener: Option<Arc<dyn TrialListener>>,
+        event_listener: Option<Arc<dyn EventListener>>,
     ) -> BillingResult<Self> {
         let target = database.target(source)?;
         let stripe = StripeClient::new(&config)?;
@@ -127,7 +133,9 @@ impl BillingService {
             stripe,
             listener,
             trial_listener,
+            event_listener,
             last_prune: AtomicI64::new(0),
+            last_delivery_prune: AtomicI64::new(0),
             sync_limit: sync_limit::SyncLimit::default(),
             runtime: tokio::runtime::Handle::current(),
         })
@@ -560,6 +568,7 @@ impl BillingService {
     /// after the commit that holds it; everything else, and whatever the
     /// writer declines, takes the general path on a task.
     pub fn receive_event(self: &Arc<Self>, payload: &[u8], reply: EventReply) {
+        let reply = self.with_event_listener(payload, reply);
         if let Err(error) = self.ensure_open() {
             return reply(Err(error));
         }

@@ -14,8 +14,8 @@ pub use invoice::{
 };
 pub use ordering::{decide, Ordering};
 pub use processor::{
-    EventOutcome, EventProcessor, SubscriptionListener, TrialListener, HANDLED_EVENT_TYPES,
-    LEASE_SECS, WEBHOOK_FETCH_BUDGET,
+    EventListener, EventOutcome, EventProcessor, SubscriptionListener, TrialListener,
+    HANDLED_EVENT_TYPES, LEASE_SECS, WEBHOOK_FETCH_BUDGET,
 };
 pub use projection::{is_live, project, Projection, StoredSubscription, LIVE_STATUSES};
 pub use snapshot::{

@@ -61,6 +61,11 @@ pub trait SubscriptionListener: Send + Sync {
     ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
 }
 
+/// The app's `onEvent`: the verified event's JSON.
+pub trait EventListener: Send + Sync {
+    fn event(&self, payload: String) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
+}
+
 /// The app's `onTrialWillEnd`.
 pub trait TrialListener: Send + Sync {
     fn trial_will_end(

@@ -40,6 +40,8 @@ pub struct Dialect {
     pub migration_v4: &'static [&'static str],
     /// Schema version 5: the invoices dunning needs.
     pub migration_v5: &'static [&'static str],
+    /// Schema version 6: `onEvent` deliveries, tracked apart from the ledger.
+    pub migration_v6: &'static [&'static str],
     /// Index names of `kavach_stripe_events`, one per row, and the index
     /// schema version 4 adds (created only where missing: MySQL has no
     /// `CREATE INDEX IF NOT EXISTS`).
@@ -90,6 +92,14 @@ pub struct Dialect {
     pub upsert_invoice: &'static str,
     pub merge_invoice_action: &'static str,
     pub payment_issue: &'static str,
+
+    // `onEvent` deliveries: claimed under a lease, done once the callback succeeded.
+    pub claim_event_delivery: &'static str,
+    pub read_event_delivery: &'static str,
+    pub take_over_event_delivery: &'static str,
+    pub finish_event_delivery: &'static str,
+    pub release_event_delivery: &'static str,
+    pub prune_event_deliveries: &'static str,
 
     // One trial per user: a stored subscription with a trial, or a grant row.
     pub user_had_trial: &'static str,
@@ -232,6 +242,12 @@ pub static POSTGRES: Dialect = Dialect {
         )",
         "CREATE INDEX IF NOT EXISTS kavach_stripe_invoices_subscription ON kavach_stripe_invoices (subscription_id)",
     ],
+    migration_v6: &["CREATE TABLE IF NOT EXISTS kavach_stripe_event_deliveries (
+            event_id TEXT PRIMARY KEY,
+            state TEXT NOT NULL,
+            lease_until BIGINT NOT NULL,
+            delivered_at BIGINT
+        )"],
     event_indexes: "SELECT indexname::text FROM pg_indexes WHERE schemaname = current_schema() AND tablename = 'kavach_stripe_events'",
     create_notify_index: "CREATE INDEX IF NOT EXISTS kavach_stripe_events_notify ON kavach_stripe_events (notify_user_id)",
     backfill_select: "SELECT id, items FROM kavach_stripe_subscriptions WHERE product_id IS NULL AND quantity IS NULL",
@@ -265,6 +281,12 @@ pub static POSTGRES: Dialect = Dialect {
     user_subscriptions: "SELECT id, status, created, price_id, current_period_end, cancel_at_period_end, cancel_at FROM kavach_stripe_subscriptions WHERE user_id = $1",
     write_projection: "UPDATE kavach_users SET stripe_subscription_id = $1, stripe_subscription_status = $2, stripe_price_id = $3, stripe_current_period_end = to_timestamp(CAST($4 AS DOUBLE PRECISION)), stripe_cancel_at_period_end = $5, updated_at = now() WHERE id = $6",
     select_subscription_record: SUBSCRIPTION_RECORD_PG,
+    claim_event_delivery: "INSERT INTO kavach_stripe_event_deliveries (event_id, state, lease_until) VALUES ($1, 'processing', $2) ON CONFLICT (event_id) DO NOTHING",
+    read_event_delivery: "SELECT state, lease_until FROM kavach_stripe_event_deliveries WHERE event_id = $1",
+    take_over_event_delivery: "UPDATE kavach_stripe_event_deliveries SET lease_until = $1 WHERE event_id = $2 AND state = 'processing' AND lease_until < $3",
+    finish_event_delivery: "UPDATE kavach_stripe_event_deliveries SET state = 'done', delivered_at = $1 WHERE event_id = $2",
+    release_event_delivery: "DELETE FROM kavach_stripe_event_deliveries WHERE event_id = $1 AND state = 'processing'",
+    prune_event_deliveries: "DELETE FROM kavach_stripe_event_deliveries WHERE state = 'done' AND delivered_at < $1",
     lock_invoice: "SELECT status, attempt_count, last_event_created, action_required FROM kavach_stripe_invoices WHERE id = $1 FOR UPDATE",
     upsert_invoice: "INSERT INTO kavach_stripe_invoices (id, subscription_id, customer_id, status, billing_reason, amount_due, amount_paid, amount_remaining, currency, attempt_count, next_payment_attempt, hosted_invoice_url, invoice_pdf, created, action_required, last_event_created, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, CAST(EXTRACT(EPOCH FROM now()) AS BIGINT)) ON CONFLICT (id) DO UPDATE SET subscription_id = COALESCE(EXCLUDED.subscription_id, kavach_stripe_invoices.subscription_id), customer_id = COALESCE(EXCLUDED.customer_id, kavach_stripe_invoices.customer_id), status = EXCLUDED.status, billing_reason = EXCLUDED.billing_reason, amount_due = EXCLUDED.amount_due, amount_paid = EXCLUDED.amount_paid, amount_remaining = EXCLUDED.amount_remaining, currency = EXCLUDED.currency, attempt_count = EXCLUDED.attempt_count, next_payment_attempt = EXCLUDED.next_payment_attempt, hosted_invoice_url = EXCLUDED.hosted_invoice_url, invoice_pdf = EXCLUDED.invoice_pdf, created = EXCLUDED.created, action_required = EXCLUDED.action_required, last_event_created = EXCLUDED.last_event_created, updated_at = EXCLUDED.updated_at",
     merge_invoice_action: "UPDATE kavach_stripe_invoices SET action_required = TRUE, updated_at = CAST(EXTRACT(EPOCH FROM now()) AS BIGINT) WHERE id = $1",
@@ -404,6 +426,12 @@ pub static MYSQL: Dialect = Dialect {
             updated_at BIGINT NOT NULL,
             INDEX kavach_stripe_invoices_subscription (subscription_id)
         ) DEFAULT CHARSET = utf8mb4"],
+    migration_v6: &["CREATE TABLE IF NOT EXISTS kavach_stripe_event_deliveries (
+            event_id VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL PRIMARY KEY,
+            state VARCHAR(16) NOT NULL,
+            lease_until BIGINT NOT NULL,
+            delivered_at BIGINT
+        ) DEFAULT CHARSET = utf8mb4"],
     event_indexes: "SELECT CAST(index_name AS CHAR) FROM information_schema.statistics \
         WHERE table_schema = DATABASE() AND table_name = 'kavach_stripe_events'",
     create_notify_index: "CREATE INDEX kavach_stripe_events_notify ON kavach_stripe_events (notify_user_id)",
@@ -441,6 +469,12 @@ pub static MYSQL: Dialect = Dialect {
     user_subscriptions: "SELECT id, status, created, price_id, current_period_end, cancel_at_period_end, cancel_at FROM kavach_stripe_subscriptions WHERE user_id = ?",
     write_projection: "UPDATE kavach_users SET stripe_subscription_id = ?, stripe_subscription_status = ?, stripe_price_id = ?, stripe_current_period_end = FROM_UNIXTIME(?), stripe_cancel_at_period_end = ?, updated_at = UTC_TIMESTAMP(3) WHERE id = ?",
     select_subscription_record: SUBSCRIPTION_RECORD,
+    claim_event_delivery: "INSERT IGNORE INTO kavach_stripe_event_deliveries (event_id, state, lease_until) VALUES (?, 'processing', ?)",
+    read_event_delivery: READ_EVENT_DELIVERY,
+    take_over_event_delivery: TAKE_OVER_EVENT_DELIVERY,
+    finish_event_delivery: FINISH_EVENT_DELIVERY,
+    release_event_delivery: RELEASE_EVENT_DELIVERY,
+    prune_event_deliveries: PRUNE_EVENT_DELIVERIES,
     lock_invoice: "SELECT status, attempt_count, last_event_created, action_required FROM kavach_stripe_invoices WHERE id = ? FOR UPDATE",
     upsert_invoice: "INSERT INTO kavach_stripe_invoices (id, subscription_id, customer_id, status, billing_reason, amount_due, amount_paid, amount_remaining, currency, attempt_count, next_payment_attempt, hosted_invoice_url, invoice_pdf, created, action_required, last_event_created, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, UNIX_TIMESTAMP()) ON DUPLICATE KEY UPDATE subscription_id = COALESCE(VALUES(subscription_id), subscription_id), customer_id = COALESCE(VALUES(customer_id), customer_id), status = VALUES(status), billing_reason = VALUES(billing_reason), amount_due = VALUES(amount_due), amount_paid = VALUES(amount_paid), amount_remaining = VALUES(amount_remaining), currency = VALUES(currency), attempt_count = VALUES(attempt_count), next_payment_attempt = VALUES(next_payment_attempt), hosted_invoice_url = VALUES(hosted_invoice_url), invoice_pdf = VALUES(invoice_pdf), created = VALUES(created), action_required = VALUES(action_required), last_event_created = VALUES(last_event_created), updated_at = VALUES(updated_at)",
     merge_invoice_action: "UPDATE kavach_stripe_invoices SET action_required = 1, updated_at = UNIX_TIMESTAMP() WHERE id = ?",
@@ -570,6 +604,12 @@ pub static SQLITE: Dialect = Dialect {
         )",
         "CREATE INDEX IF NOT EXISTS kavach_stripe_invoices_subscription ON kavach_stripe_invoices (subscription_id)",
     ],
+    migration_v6: &["CREATE TABLE IF NOT EXISTS kavach_stripe_event_deliveries (
+            event_id TEXT PRIMARY KEY,
+            state TEXT NOT NULL,
+            lease_until INTEGER NOT NULL,
+            delivered_at INTEGER
+        )"],
     event_indexes: "SELECT name FROM pragma_index_list('kavach_stripe_events')",
     create_notify_index: "CREATE INDEX IF NOT EXISTS kavach_stripe_events_notify ON kavach_stripe_events (notify_user_id)",
     backfill_select: "SELECT id, items FROM kavach_stripe_subscriptions WHERE product_id IS NULL AND quantity IS NULL",
@@ -602,6 +642,12 @@ pub static SQLITE: Dialect = Dialect {
     user_subscriptions: "SELECT id, status, created, price_id, current_period_end, cancel_at_period_end, cancel_at FROM kavach_stripe_subscriptions WHERE user_id = ?",
     write_projection: "UPDATE kavach_users SET stripe_subscription_id = ?, stripe_subscription_status = ?, stripe_price_id = ?, stripe_current_period_end = ?, stripe_cancel_at_period_end = ?, updated_at = unixepoch() WHERE id = ?",
     select_subscription_record: SUBSCRIPTION_RECORD,
+    claim_event_delivery: "INSERT INTO kavach_stripe_event_deliveries (event_id, state, lease_until) VALUES (?, 'processing', ?) ON CONFLICT (event_id) DO NOTHING",
+    read_event_delivery: READ_EVENT_DELIVERY,
+    take_over_event_delivery: TAKE_OVER_EVENT_DELIVERY,
+    finish_event_delivery: FINISH_EVENT_DELIVERY,
+    release_event_delivery: RELEASE_EVENT_DELIVERY,
+    prune_event_deliveries: PRUNE_EVENT_DELIVERIES,
     lock_invoice: "SELECT status, attempt_count, last_event_created, action_required FROM kavach_stripe_invoices WHERE id = ?",
     upsert_invoice: "INSERT INTO kavach_stripe_invoices (id, subscription_id, customer_id, status, billing_reason, amount_due, amount_paid, amount_remaining, currency, attempt_count, next_payment_attempt, hosted_invoice_url, invoice_pdf, created, action_required, last_event_created, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, unixepoch()) ON CONFLICT (id) DO UPDATE SET subscription_id = COALESCE(excluded.subscription_id, subscription_id), customer_id = COALESCE(excluded.customer_id, customer_id), status = excluded.status, billing_reason = excluded.billing_reason, amount_due = excluded.amount_due, amount_paid = excluded.amount_paid, amount_remaining = excluded.amount_remaining, currency = excluded.currency, attempt_count = excluded.attempt_count, next_payment_attempt = excluded.next_payment_attempt, hosted_invoice_url = excluded.hosted_invoice_url, invoice_pdf = excluded.invoice_pdf, created = excluded.created, action_required = excluded.action_required, last_event_created = excluded.last_event_created, updated_at = excluded.updated_at",
     merge_invoice_action: "UPDATE kavach_stripe_invoices SET action_required = 1, updated_at = unixepoch() WHERE id = ?",
@@ -629,6 +675,16 @@ const PAYMENT_ISSUE: &str = "SELECT id, status, amount_due, currency, attempt_co
     next_payment_attempt, hosted_invoice_url, action_required FROM kavach_stripe_invoices \
     WHERE subscription_id = ? AND status = 'open' AND (attempt_count > 0 OR action_required <> 0) \
     ORDER BY created DESC, id DESC LIMIT 1";
+const READ_EVENT_DELIVERY: &str =
+    "SELECT state, lease_until FROM kavach_stripe_event_deliveries WHERE event_id = ?";
+const TAKE_OVER_EVENT_DELIVERY: &str = "UPDATE kavach_stripe_event_deliveries SET lease_until = ? \
+    WHERE event_id = ? AND state = 'processing' AND lease_until < ?";
+const FINISH_EVENT_DELIVERY: &str =
+    "UPDATE kavach_stripe_event_deliveries SET state = 'done', delivered_at = ? WHERE event_id = ?";
+const RELEASE_EVENT_DELIVERY: &str =
+    "DELETE FROM kavach_stripe_event_deliveries WHERE event_id = ? AND state = 'processing'";
+const PRUNE_EVENT_DELIVERIES: &str =
+    "DELETE FROM kavach_stripe_event_deliveries WHERE state = 'done' AND delivered_at < ?";
 const OWED_NOTIFICATION: &str = "SELECT id FROM kavach_stripe_events \
     WHERE notify_user_id = ? AND state = 'notify' AND lease_until < ? LIMIT 1";
 const SETTLE_USER_NOTIFICATIONS: &str = "UPDATE kavach_stripe_events SET state = 'done', \

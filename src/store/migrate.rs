@@ -14,7 +14,7 @@ use crate::error::{BillingError, BillingResult};
 use crate::events::{main_item, SubscriptionItem};
 
 /// The schema version this build of the package writes.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 /// Any fixed 64-bit key; it names this package's migration lock on Postgres.
 const PG_LOCK_KEY: i64 = 0x6b61_7661_6368_5354; // "kavachST"
@@ -102,6 +102,9 @@ fn plan(
     }
     if from < 5 {
         statements.extend_from_slice(sql.migration_v5);
+    }
+    if from < 6 {
+        statements.extend_from_slice(sql.migration_v6);
     }
     statements
 }

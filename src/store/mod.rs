@@ -55,11 +55,13 @@ macro_rules! dispatch {
     };
 }
 
+mod event_deliveries;
 mod invoices;
 mod ledger;
 mod subscriptions;
 mod trials;
 
+pub use event_deliveries::DeliveryClaim;
 pub use invoices::InvoiceApplied;
 pub use ledger::{Claim, EventState};
 pub use subscriptions::{
