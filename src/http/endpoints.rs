@@ -181,9 +181,7 @@ async fn checkout(
     user_id: &str,
 ) -> Result<HttpReply, BillingError> {
     let mut body = BodyFields::new(parse_json_object(&request.body)?);
-    let price_id = body.optional_string("priceId")?;
-    let plan = body.optional_string("plan")?;
-    let annual = body.optional_bool("annual")?;
+    let choice = client_price_choice(service, &mut body)?;
     let success_url = body.optional_string("successUrl")?;
     let cancel_url = body.optional_string("cancelUrl")?;
     let trial_days = body.optional_integer("trialDays")?;
@@ -191,7 +189,6 @@ async fn checkout(
     body.reject_unknown()?;
 
     let config = service.config();
-    let choice = client_price_choice(service, price_id, plan, annual)?;
     let trial_days =
         match trial_days {
             None => None,
@@ -324,13 +321,15 @@ async fn subscription(service: &BillingService, user_id: &str) -> Result<HttpRep
     ))
 }
 
-/// The price a client names, under the same allowlists as checkout.
+/// The price a client names (`priceId`, or `plan` and `annual`), under the
+/// checkout allowlists.
 fn client_price_choice(
     service: &BillingService,
-    price_id: Option<String>,
-    plan: Option<String>,
-    annual: Option<bool>,
+    body: &mut BodyFields,
 ) -> Result<PriceChoice, BillingError> {
+    let price_id = body.optional_string("priceId")?;
+    let plan = body.optional_string("plan")?;
+    let annual = body.optional_bool("annual")?;
     let config = service.config();
     match (price_id, plan) {
         (Some(_), Some(_)) => Err(BillingError::invalid_argument(
@@ -378,13 +377,10 @@ async fn change_plan(
     user_id: &str,
 ) -> Result<HttpReply, BillingError> {
     let mut body = BodyFields::new(parse_json_object(&request.body)?);
-    let price_id = body.optional_string("priceId")?;
-    let plan = body.optional_string("plan")?;
-    let annual = body.optional_bool("annual")?;
+    let price = client_price_choice(service, &mut body)?;
     let quantity = body.optional_integer("quantity")?;
     let preview = body.optional_bool("preview")?.unwrap_or(false);
     body.reject_unknown()?;
-    let price = client_price_choice(service, price_id, plan, annual)?;
     let quantity = match (quantity, service.config().client_quantity_max) {
         (None, _) => None,
         (Some(_), None) => {
