@@ -90,16 +90,45 @@ async function appCalls() {
     record({ operation: operations.at(-1) })
   }
 }
-/** Reconcile once, halfway through this instance's deliveries (retried while Stripe fails). */
+/**
+ * Reconcile once, early in this instance's deliveries (again while anything fails). It runs on a
+ * second plugin instance in this process whose callback never throws: a throw would leave a
+ * notification owed that a later delivery of the same event rightly delivers, which the oracle
+ * could not tell from a no-op duplicate that notified.
+ */
 const reconciles = []
 async function reconcilePass() {
   if (job.reconcileAt === null || job.reconcileAt === undefined) return
+  const reconcileHost = await createHost({
+    database: job.database,
+    plugins: [
+      stripe({
+        secretKey: job.secretKey,
+        webhookSecret: job.webhookSecret,
+        apiBase: job.apiBase,
+        maxNetworkRetries: 1,
+        onSubscriptionChange: async (userId, sub) => {
+          const notification = { userId, at: performance.timeOrigin + performance.now(), sub: { ...sub, currentPeriodEnd: sub.currentPeriodEnd?.toISOString() ?? null } }
+          notifications.push(notification)
+          record({ notification })
+        },
+      }),
+    ],
+  })
+  const reconciler = reconcileHost.plugins.getContext().stripe
+  try {
+    await runReconcile(reconciler)
+  } finally {
+    await reconciler.close()
+  }
+}
+async function runReconcile(reconciler) {
   while (next < Math.floor(job.reconcileAt * job.deliveries.length) && next < job.deliveries.length) {
     await new Promise((resolve) => setTimeout(resolve, 5))
   }
   for (let attempt = 1; attempt <= 8; attempt++) {
     try {
-      const counts = await api.reconcile()
+      const counts = await reconciler.reconcile()
       reconciles.push({ attempt, counts })
       // Failed events (a callback that threw, a Stripe fetch that failed) are run again, as the README says.
       if (counts.failed === 0) return

@@ -190,7 +190,12 @@ impl EventProcessor<'_> {
     /// projection. Returns whether the callback was called.
     pub async fn deliver(&self, event_id: &str, user_id: &str) -> BillingResult<bool> {
         let mut called = false;
+        let mut settled = Vec::new();
         if let Some(listener) = self.listener {
+            // What the user is owed now committed before the view is read, so
+            // a successful call carries it too. Rows committed later deliver
+            // themselves (or, failing, through their own retry).
+            settled = self.store.owed_notification_ids(user_id).await?;
             let mut current = self.current_view(user_id).await?;
             for _ in 0..MAX_NOTIFY_ROUNDS {
                 let Some(view) = current.clone() else {
@@ -202,14 +207,14 @@ impl EventProcessor<'_> {
                     return Err(BillingError::ListenerFailed(message));
                 }
                 called = true;
-                // The callback carried the user's current state: what other
-                // events or app calls still owed this user is delivered too.
-                self.store.settle_user_notifications(user_id).await?;
                 current = self.current_view(user_id).await?;
                 if current.as_ref() == Some(&view) {
                     break;
                 }
             }
+        }
+        for owed in settled.iter().filter(|id| id.as_str() != event_id) {
+            self.store.mark_notified(owed).await?;
         }
         self.store.mark_notified(event_id).await?;
         Ok(called)
@@ -329,7 +334,10 @@ impl EventProcessor<'_> {
         let Some(subscription_id) = invoice.subscription_id.clone() else {
             return self.ignore(event, "not a subscription invoice").await;
         };
-        let applied = self.store.apply_invoice(&invoice, event.created).await?;
+        let applied = self
+            .store
+            .apply_invoice(&invoice, &event.id, event.created, self.listener.is_some())
+            .await?;
         // A plan change's invoice (`payment_behavior=pending_if_incomplete`):
         // the change waits for payment and the subscription keeps its plan
         // and status; Stripe reports any real status change itself.

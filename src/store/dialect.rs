@@ -68,9 +68,8 @@ pub struct Dialect {
     pub prune_events: &'static str,
     /// One ledger row still owing user ?'s notification (its lease expired).
     pub owed_notification: &'static str,
-    /// Settles every notification owed to a user (one call just carried the
-    /// current state).
-    pub settle_user_notifications: &'static str,
+    /// Every ledger row owing user ? a notification.
+    pub owed_notification_ids: &'static str,
 
     // Subscriptions and the projection.
     pub checkout_session_user: &'static str,
@@ -92,6 +91,9 @@ pub struct Dialect {
     pub upsert_invoice: &'static str,
     pub merge_invoice_action: &'static str,
     pub payment_issue: &'static str,
+    /// Records, with the invoice write, that the owner is owed a notification
+    /// for this event's payment issue: id, created, user, lease, now.
+    pub record_issue_notification: &'static str,
 
     // `onEvent` deliveries: claimed under a lease, done once the callback succeeded.
     pub claim_event_delivery: &'static str,
@@ -290,6 +292,7 @@ pub static POSTGRES: Dialect = Dialect {
     lock_invoice: "SELECT status, attempt_count, last_event_created, action_required FROM kavach_stripe_invoices WHERE id = $1 FOR UPDATE",
     upsert_invoice: "INSERT INTO kavach_stripe_invoices (id, subscription_id, customer_id, status, billing_reason, amount_due, amount_paid, amount_remaining, currency, attempt_count, next_payment_attempt, hosted_invoice_url, invoice_pdf, created, action_required, last_event_created, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, CAST(EXTRACT(EPOCH FROM now()) AS BIGINT)) ON CONFLICT (id) DO UPDATE SET subscription_id = COALESCE(EXCLUDED.subscription_id, kavach_stripe_invoices.subscription_id), customer_id = COALESCE(EXCLUDED.customer_id, kavach_stripe_invoices.customer_id), status = EXCLUDED.status, billing_reason = EXCLUDED.billing_reason, amount_due = EXCLUDED.amount_due, amount_paid = EXCLUDED.amount_paid, amount_remaining = EXCLUDED.amount_remaining, currency = EXCLUDED.currency, attempt_count = EXCLUDED.attempt_count, next_payment_attempt = EXCLUDED.next_payment_attempt, hosted_invoice_url = EXCLUDED.hosted_invoice_url, invoice_pdf = EXCLUDED.invoice_pdf, created = EXCLUDED.created, action_required = EXCLUDED.action_required, last_event_created = EXCLUDED.last_event_created, updated_at = EXCLUDED.updated_at",
     merge_invoice_action: "UPDATE kavach_stripe_invoices SET action_required = TRUE, updated_at = CAST(EXTRACT(EPOCH FROM now()) AS BIGINT) WHERE id = $1",
+    record_issue_notification: "INSERT INTO kavach_stripe_events (id, type, created, state, notify_user_id, lease_until, received_at) VALUES ($1, 'kavach.payment_issue', $2, 'notify', $3, $4, $5) ON CONFLICT (id) DO NOTHING",
     payment_issue: "SELECT id, status, amount_due, currency, attempt_count, next_payment_attempt, hosted_invoice_url, action_required FROM kavach_stripe_invoices WHERE subscription_id = $1 AND status = 'open' AND (attempt_count > 0 OR action_required) ORDER BY created DESC, id COLLATE \"C\" DESC LIMIT 1",
     user_had_trial: "SELECT 1 FROM kavach_stripe_subscriptions WHERE user_id = $1 AND (trial_end IS NOT NULL OR trial_start IS NOT NULL) LIMIT 1",
     claim_trial: "INSERT INTO kavach_stripe_trial_grants (user_id, granted_at) VALUES ($1, $2) ON CONFLICT (user_id) DO NOTHING",
@@ -303,7 +306,7 @@ pub static POSTGRES: Dialect = Dialect {
     release_notification: "UPDATE kavach_stripe_events SET lease_until = 0 WHERE id = $1 AND state = 'notify'",
     prune_events: "DELETE FROM kavach_stripe_events WHERE received_at < $1 AND state IN ('done', 'ignored')",
     owed_notification: "SELECT id FROM kavach_stripe_events WHERE notify_user_id = $1 AND state = 'notify' AND lease_until < $2 LIMIT 1",
-    settle_user_notifications: "UPDATE kavach_stripe_events SET state = 'done', notify_user_id = NULL WHERE notify_user_id = $1 AND state = 'notify'",
+    owed_notification_ids: "SELECT id FROM kavach_stripe_events WHERE notify_user_id = $1 AND state = 'notify'",
 };
 
 pub static MYSQL: Dialect = Dialect {
@@ -478,6 +481,7 @@ pub static MYSQL: Dialect = Dialect {
     lock_invoice: "SELECT status, attempt_count, last_event_created, action_required FROM kavach_stripe_invoices WHERE id = ? FOR UPDATE",
     upsert_invoice: "INSERT INTO kavach_stripe_invoices (id, subscription_id, customer_id, status, billing_reason, amount_due, amount_paid, amount_remaining, currency, attempt_count, next_payment_attempt, hosted_invoice_url, invoice_pdf, created, action_required, last_event_created, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, UNIX_TIMESTAMP()) ON DUPLICATE KEY UPDATE subscription_id = COALESCE(VALUES(subscription_id), subscription_id), customer_id = COALESCE(VALUES(customer_id), customer_id), status = VALUES(status), billing_reason = VALUES(billing_reason), amount_due = VALUES(amount_due), amount_paid = VALUES(amount_paid), amount_remaining = VALUES(amount_remaining), currency = VALUES(currency), attempt_count = VALUES(attempt_count), next_payment_attempt = VALUES(next_payment_attempt), hosted_invoice_url = VALUES(hosted_invoice_url), invoice_pdf = VALUES(invoice_pdf), created = VALUES(created), action_required = VALUES(action_required), last_event_created = VALUES(last_event_created), updated_at = VALUES(updated_at)",
     merge_invoice_action: "UPDATE kavach_stripe_invoices SET action_required = 1, updated_at = UNIX_TIMESTAMP() WHERE id = ?",
+    record_issue_notification: "INSERT IGNORE INTO kavach_stripe_events (id, type, created, state, notify_user_id, lease_until, received_at) VALUES (?, 'kavach.payment_issue', ?, 'notify', ?, ?, ?)",
     payment_issue: PAYMENT_ISSUE,
     user_had_trial: USER_HAD_TRIAL,
     claim_trial: "INSERT IGNORE INTO kavach_stripe_trial_grants (user_id, granted_at) VALUES (?, ?)",
@@ -491,7 +495,7 @@ pub static MYSQL: Dialect = Dialect {
     release_notification: "UPDATE kavach_stripe_events SET lease_until = 0 WHERE id = ? AND state = 'notify'",
     prune_events: "DELETE FROM kavach_stripe_events WHERE received_at < ? AND state IN ('done', 'ignored')",
     owed_notification: OWED_NOTIFICATION,
-    settle_user_notifications: SETTLE_USER_NOTIFICATIONS,
+    owed_notification_ids: OWED_NOTIFICATION_IDS,
 };
 
 pub static SQLITE: Dialect = Dialect {
@@ -651,6 +655,7 @@ pub static SQLITE: Dialect = Dialect {
     lock_invoice: "SELECT status, attempt_count, last_event_created, action_required FROM kavach_stripe_invoices WHERE id = ?",
     upsert_invoice: "INSERT INTO kavach_stripe_invoices (id, subscription_id, customer_id, status, billing_reason, amount_due, amount_paid, amount_remaining, currency, attempt_count, next_payment_attempt, hosted_invoice_url, invoice_pdf, created, action_required, last_event_created, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, unixepoch()) ON CONFLICT (id) DO UPDATE SET subscription_id = COALESCE(excluded.subscription_id, subscription_id), customer_id = COALESCE(excluded.customer_id, customer_id), status = excluded.status, billing_reason = excluded.billing_reason, amount_due = excluded.amount_due, amount_paid = excluded.amount_paid, amount_remaining = excluded.amount_remaining, currency = excluded.currency, attempt_count = excluded.attempt_count, next_payment_attempt = excluded.next_payment_attempt, hosted_invoice_url = excluded.hosted_invoice_url, invoice_pdf = excluded.invoice_pdf, created = excluded.created, action_required = excluded.action_required, last_event_created = excluded.last_event_created, updated_at = excluded.updated_at",
     merge_invoice_action: "UPDATE kavach_stripe_invoices SET action_required = 1, updated_at = unixepoch() WHERE id = ?",
+    record_issue_notification: "INSERT INTO kavach_stripe_events (id, type, created, state, notify_user_id, lease_until, received_at) VALUES (?, 'kavach.payment_issue', ?, 'notify', ?, ?, ?) ON CONFLICT (id) DO NOTHING",
     payment_issue: PAYMENT_ISSUE,
     user_had_trial: USER_HAD_TRIAL,
     claim_trial: "INSERT INTO kavach_stripe_trial_grants (user_id, granted_at) VALUES (?, ?) ON CONFLICT (user_id) DO NOTHING",
@@ -664,7 +669,7 @@ pub static SQLITE: Dialect = Dialect {
     release_notification: "UPDATE kavach_stripe_events SET lease_until = 0 WHERE id = ? AND state = 'notify'",
     prune_events: SQLITE_PRUNE_EVENTS,
     owed_notification: OWED_NOTIFICATION,
-    settle_user_notifications: SETTLE_USER_NOTIFICATIONS,
+    owed_notification_ids: OWED_NOTIFICATION_IDS,
 };
 
 const SQLITE_UPSERT_SUBSCRIPTION: &str = "INSERT INTO kavach_stripe_subscriptions (id, customer_id, user_id, status, items, price_id, current_period_end, cancel_at_period_end, cancel_at, trial_end, created, last_event_created, product_id, quantity, trial_start, ended_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, unixepoch()) ON CONFLICT (id) DO UPDATE SET user_id = COALESCE(excluded.user_id, user_id), customer_id = excluded.customer_id, status = excluded.status, items = excluded.items, price_id = excluded.price_id, current_period_end = excluded.current_period_end, cancel_at_period_end = excluded.cancel_at_period_end, cancel_at = excluded.cancel_at, trial_end = excluded.trial_end, created = excluded.created, last_event_created = excluded.last_event_created, product_id = excluded.product_id, quantity = excluded.quantity, trial_start = excluded.trial_start, ended_at = excluded.ended_at, updated_at = excluded.updated_at";
@@ -687,8 +692,8 @@ const PRUNE_EVENT_DELIVERIES: &str =
     "DELETE FROM kavach_stripe_event_deliveries WHERE state = 'done' AND delivered_at < ?";
 const OWED_NOTIFICATION: &str = "SELECT id FROM kavach_stripe_events \
     WHERE notify_user_id = ? AND state = 'notify' AND lease_until < ? LIMIT 1";
-const SETTLE_USER_NOTIFICATIONS: &str = "UPDATE kavach_stripe_events SET state = 'done', \
-    notify_user_id = NULL WHERE notify_user_id = ? AND state = 'notify'";
+const OWED_NOTIFICATION_IDS: &str =
+    "SELECT id FROM kavach_stripe_events WHERE notify_user_id = ? AND state = 'notify'";
 
 /// One stored subscription as the billing status reads it.
 const SUBSCRIPTION_RECORD_PG: &str = "SELECT id, status, items, price_id, product_id, quantity, \

@@ -17,6 +17,14 @@ pub struct InvoiceApplied {
     pub issue_changed: bool,
 }
 
+/// The ledger id of the notification an invoice event owes (fixed length,
+/// whatever the event id's).
+fn issue_marker_id(event_id: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(event_id.as_bytes());
+    format!("kavach_issue_{}", crate::stripe::hex(&digest[..16]))
+}
+
 fn issue_from_row<R: Row>(row: &R) -> Result<PaymentIssue, sqlx::Error>
 where
     usize: sqlx::ColumnIndex<R>,
@@ -60,14 +68,23 @@ impl Store {
     }
 
     /// Stores an invoice event's invoice unless a later state of it is
-    /// stored, and says whether the owner's payment issue moved. The owner's
+    /// stored, and says whether the owner's payment issue moved (with
+    /// `notify`, also whether an earlier delivery of this event left that
+    /// notification owed). The owner's
     /// row is locked first, as every writer of a user's billing state does.
     pub async fn apply_invoice(
         &self,
         invoice: &InvoiceSnapshot,
+        event_id: &str,
         event_created: i64,
+        notify: bool,
     ) -> BillingResult<InvoiceApplied> {
         let sql = self.sql;
+        // One row per event, committed with the invoice: a delivery that dies
+        // after the commit leaves the notification owed, and its retry (which
+        // sees no change any more) still finds it.
+        let marker = issue_marker_id(event_id);
+        let now = chrono::Utc::now().timestamp();
         dispatch!(self, pool => {
             let mut tx = pool.begin_write().await?;
             let owner: Option<String> = match &invoice.subscription_id {
@@ -158,9 +175,30 @@ impl Store {
                     .transpose()?,
                 None => None,
             };
+            let mut issue_changed = owner.is_some() && issue_before != issue_after;
+            if !notify {
+                // Nobody listens: nothing is owed.
+            } else if let (true, Some(owner)) = (issue_changed, &owner) {
+                sqlx::query(sql.record_issue_notification)
+                    .bind(&marker)
+                    .bind(event_created)
+                    .bind(owner)
+                    .bind(now + crate::events::LEASE_SECS)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+            } else if owner.is_some() {
+                issue_changed = sqlx::query(sql.read_event)
+                    .bind(&marker)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .map(|row| row.try_get::<String, _>(0))
+                    .transpose()?
+                    .is_some_and(|state| state == "notify");
+            }
             tx.commit().await?;
             Ok(InvoiceApplied {
-                issue_changed: owner.is_some() && issue_before != issue_after,
+                issue_changed,
                 owner,
             })
         })

@@ -185,13 +185,18 @@ impl Store {
         Ok(id)
     }
 
-    /// Every notification owed to `user_id` is settled by a call that just
-    /// carried the user's current state.
-    pub async fn settle_user_notifications(&self, user_id: &str) -> BillingResult<()> {
-        dispatch!(self, pool => {
-            sqlx::query(self.sql.settle_user_notifications).bind(user_id).execute(pool).await?;
+    /// The ledger rows owing `user_id` a notification, whatever their lease.
+    pub async fn owed_notification_ids(&self, user_id: &str) -> BillingResult<Vec<String>> {
+        let ids = dispatch!(self, pool => {
+            sqlx::query(self.sql.owed_notification_ids)
+                .bind(user_id)
+                .fetch_all(pool)
+                .await?
+                .iter()
+                .map(|row| row.try_get::<String, _>(0))
+                .collect::<Result<Vec<_>, _>>()?
         });
-        Ok(())
+        Ok(ids)
     }
 
     pub async fn checkout_session_user(&self, session_id: &str) -> BillingResult<Option<String>> {
