@@ -14,6 +14,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::plans::{plan_view, Plan};
+use super::status::has_ended;
 use super::{string_field, BillingService, PriceChoice, SubscriptionView};
 use crate::config::is_stripe_id;
 use crate::error::{BillingError, BillingResult};
@@ -87,10 +88,6 @@ pub fn record_view(record: &SubscriptionRecord, plans: &[Plan]) -> SubscriptionV
         plan: plan_view(plans, record.price_id.as_deref()),
         payment_issue: None,
     }
-}
-
-fn has_ended(status: &str) -> bool {
-    matches!(status, "canceled" | "incomplete_expired")
 }
 
 fn subscription_path(id: &str) -> BillingResult<String> {

@@ -37,7 +37,7 @@ pub struct SubscriptionFilter {
 }
 
 /// Statuses after which a subscription never comes back.
-fn has_ended(status: &str) -> bool {
+pub fn has_ended(status: &str) -> bool {
     matches!(status, "canceled" | "incomplete_expired")
 }
 
