@@ -29,7 +29,7 @@ use crate::store::{DatabaseOptions, DatabaseSource};
 use crate::webhook::{self, check_event};
 
 /// Maps a core error once, at the boundary.
-fn to_js(error: BillingError) -> napi::Error {
+pub(crate) fn to_js(error: BillingError) -> napi::Error {
     let mut document =
         serde_json::json!({ "code": error.code(), "message": error.public_message() });
     if let BillingError::StripeApi(details) = &error {
@@ -40,7 +40,7 @@ fn to_js(error: BillingError) -> napi::Error {
     napi::Error::new(napi::Status::GenericFailure, document.to_string())
 }
 
-fn coded(code: &str, message: impl Into<String>) -> napi::Error {
+pub(crate) fn coded(code: &str, message: impl Into<String>) -> napi::Error {
     let document = serde_json::json!({ "code": code, "message": redact_secrets(&message.into()) });
     napi::Error::new(napi::Status::GenericFailure, document.to_string())
 }
@@ -72,7 +72,7 @@ const MAX_OPTION_DEPTH: usize = 8;
 
 /// Reads a JS value into the options model, without calling into user code
 /// beyond plain property reads.
-fn option_value(value: &Unknown<'_>, depth: usize) -> napi::Result<OptionValue> {
+pub(crate) fn option_value(value: &Unknown<'_>, depth: usize) -> napi::Result<OptionValue> {
     Ok(match value.get_type()? {
         ValueType::Undefined => OptionValue::Undefined,
         ValueType::Null => OptionValue::Null,

@@ -5,6 +5,8 @@
 pub mod billing;
 pub mod binding;
 pub mod config;
+pub mod emulator_binding;
+pub mod emulator_options;
 pub mod error;
 pub mod events;
 pub mod http;

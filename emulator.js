@@ -1,0 +1,41 @@
+'use strict'
+// `kavachos-stripe/emulator`: a local, stateful Stripe. The emulator is Rust
+// (crates/emulator); this file only shapes its handle for JavaScript.
+
+const native = require('./binding.js')
+
+function rebuildError(error) {
+  let document
+  try {
+    document = JSON.parse(error.message)
+  } catch {
+    return error
+  }
+  if (!document || typeof document.code !== 'string') return error
+  return Object.assign(new Error(document.message), { code: document.code })
+}
+
+/**
+ * Starts the emulator on 127.0.0.1 and resolves once it listens.
+ * @param {import('./emulator').StripeEmulatorOptions} [options]
+ * @returns {Promise<import('./emulator').StripeEmulator>}
+ */
+async function startStripeEmulator(options) {
+  let handle
+  try {
+    handle = await native.parseEmulatorOptions(options).start()
+  } catch (error) {
+    throw rebuildError(error)
+  }
+  let closed
+  return {
+    apiBase: handle.apiBase,
+    webhookSecret: handle.webhookSecret,
+    dashboardUrl: handle.dashboardUrl,
+    port: handle.port,
+    deliveries: () => JSON.parse(handle.deliveriesJson()),
+    close: () => (closed ??= handle.close()),
+  }
+}
+
+module.exports = { startStripeEmulator }

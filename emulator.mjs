@@ -1,0 +1,4 @@
+import emulator from './emulator.js'
+
+export const { startStripeEmulator } = emulator
+export default emulator
