@@ -58,10 +58,17 @@ pub fn render(object: &Value, version: &ApiVersion) -> Value {
     if !version.periods_on_items() {
         to_legacy(&mut copy);
     }
-    if copy["object"] == "event" {
-        copy["api_version"] = json!(version.as_str());
-    }
+    stamp_events(&mut copy, version);
     copy
+}
+
+/// An event says which version rendered it (also inside a list).
+fn stamp_events(value: &mut Value, version: &ApiVersion) {
+    if value["object"] == "event" {
+        value["api_version"] = json!(version.as_str());
+    } else if let Some(items) = value.get_mut("data").and_then(Value::as_array_mut) {
+        items.iter_mut().for_each(|item| stamp_events(item, version));
+    }
 }
 
 fn to_legacy(value: &mut Value) {
