@@ -16,6 +16,7 @@ const KEY = 'sk_test_emulator_package_suite'
 const PLANS = [
   { name: 'basic', priceId: 'price_basic_monthly' },
   { name: 'pro', priceId: 'price_pro_monthly', annualPriceId: 'price_pro_yearly' },
+  { name: 'starter', priceId: 'price_basic_yearly', trialDays: 7 },
 ]
 
 for (const kind of DATABASE_KINDS) {
@@ -116,11 +117,31 @@ for (const kind of DATABASE_KINDS) {
       assert.equal(synced.subscription.priceId, 'price_basic_monthly')
     })
 
+    test('preview an upgrade, then change with its prorationDate: charged what was previewed', { skip: !db }, async () => {
+      const preview = await api.previewPlanChange('u_emu', { plan: 'pro' })
+      const difference = preview.lines.reduce((sum, line) => sum + line.amount, 0)
+      assert.ok(difference > 0, JSON.stringify(preview))
+      // The downgrade before left a credit on the customer's balance, which pays first.
+      const { truth: before } = await agrees('u_emu')
+      const balance = (await sdk.customers.retrieve(before.customer)).balance
+      assert.equal(preview.amountDue, Math.max(0, difference + balance))
+      assert.equal(preview.currency, 'usd')
+      assert.deepEqual(preview.lines.map((l) => l.proration), [true, true])
+      assert.equal((await api.getSubscription('u_emu')).priceId, 'price_basic_monthly', 'a preview changes nothing')
+      const result = await api.changePlan('u_emu', { plan: 'pro', prorationDate: preview.prorationDate })
+      assert.equal(result.subscription.priceId, 'price_pro_monthly')
+      const { truth } = await agrees('u_emu')
+      const invoice = await sdk.invoices.retrieve(truth.latest_invoice)
+      assert.equal(invoice.amount_due, preview.amountDue)
+      assert.equal(invoice.total, difference)
+      assert.equal(invoice.status, 'paid')
+    })
+
     test('a change whose payment fails waits as pending; paying on the hosted invoice page applies it', { skip: !db }, async () => {
       const { stored } = await agrees('u_emu')
       await sdk.subscriptions.update(stored.id, { default_payment_method: 'pm_card_chargeCustomerFail' })
       const changed = await call('POST', 'change-plan', { user: 'u_emu', body: { plan: 'pro', annual: true } })
-      assert.equal(changed.subscription.priceId, 'price_basic_monthly', 'the old plan stays')
+      assert.equal(changed.subscription.priceId, 'price_pro_monthly', 'the old plan stays')
       assert.ok(changed.pending, 'the change is pending')
       assert.ok(changed.pending.hostedInvoiceUrl.startsWith(`${emulator.apiBase}/invoice/in_`))
       await agrees('u_emu')
@@ -154,6 +175,29 @@ for (const kind of DATABASE_KINDS) {
       assert.equal(ended.status, 'canceled')
       assert.equal((await agrees('u_emu')).stored.status, 'canceled')
       assert.equal((await call('GET', 'status', { user: 'u_emu' })).active, false)
+    })
+
+    test('a plan with a trial: trialing, with its end', { skip: !db }, async () => {
+      await db.insertUser('u_trial', 'trial@example.com')
+      const checkout = await call('POST', 'checkout', { user: 'u_trial', body: { plan: 'starter' } })
+      assert.equal(checkout.trialGranted, true)
+      assert.match(await (await fetch(checkout.url)).text(), /7-day free trial/)
+      assert.equal((await submit(checkout.url, { card_number: '4242424242424242' })).status, 303)
+      const { stored, truth } = await agrees('u_trial')
+      assert.equal(stored.status, 'trialing')
+      const status = await call('GET', 'status', { user: 'u_trial' })
+      assert.equal(Date.parse(status.trialEndsAt), truth.trial_end * 1000)
+      assert.equal(status.onTrial, true)
+      assert.equal(status.active, true)
+    })
+
+    test('reconcile lists the emulator events and finds everything handled', { skip: !db }, async () => {
+      await settled(emulator)
+      const result = await api.reconcile({ since: new Date(Date.now() - 3600_000) })
+      assert.ok(result.fetched > 10, JSON.stringify(result))
+      assert.equal(result.failed, 0)
+      assert.equal(result.applied, 0, JSON.stringify(result))
+      assert.ok(result.duplicates > 0)
     })
 
     test('invoices come from the emulator', { skip: !db }, async () => {
