@@ -18,7 +18,7 @@ test('the packed tarball installs into an empty folder and passes a smoke check'
     const [{ filename, files }] = JSON.parse(output)
     const names = files.map((f) => f.path)
     assert.ok(names.some((n) => n.endsWith('.node')), `the tarball carries the binary: ${names.join(', ')}`)
-    for (const required of ['index.js', 'index.mjs', 'index.d.ts', 'binding.js', 'package.json']) assert.ok(names.includes(required), required)
+    for (const required of ['index.js', 'index.mjs', 'index.d.ts', 'binding.js', 'emulator.js', 'emulator.mjs', 'emulator.d.ts', 'package.json']) assert.ok(names.includes(required), required)
     assert.ok(!names.some((n) => n.startsWith('src/') || n.startsWith('target/')), 'no sources or build tree')
 
     const app = path.join(dir, 'app')
@@ -35,6 +35,12 @@ test('the packed tarball installs into an empty folder and passes a smoke check'
         await billing.upsertUser({ id: 'u', email: 'u@example.com' })
         console.log(JSON.stringify(await billing.getSubscription('u')))
         await billing.close()
+        const { startStripeEmulator } = require('kavachos-stripe/emulator')
+        if ((await import('kavachos-stripe/emulator')).startStripeEmulator !== startStripeEmulator) throw new Error('emulator ESM and CJS differ')
+        const emulator = await startStripeEmulator({ port: 0 })
+        const prices = await fetch(emulator.apiBase + '/v1/prices', { headers: { authorization: 'Bearer sk_test_pack' } })
+        if (prices.status !== 200) throw new Error('emulator answered ' + prices.status)
+        await emulator.close()
       })
     `
     const result = execFileSync(process.execPath, ['-e', smoke], { cwd: app, env, encoding: 'utf8' })
