@@ -94,6 +94,9 @@ describe('the emulator through the official stripe package', () => {
       assert.match(error.message, /does not implement/)
       return true
     })
+    // A bad expand refuses the whole request: nothing is created.
+    await assert.rejects(stripe.customers.create({ email: 'expand@example.com', expand: ['nothing'] }), /This property cannot be expanded \(nothing\)/)
+    assert.equal((await stripe.customers.list({ email: 'expand@example.com' })).data.length, 0)
     const badPath = await raw('/v1/customers/')
     assert.equal(badPath.status, 404)
     assert.match((await badPath.json()).error.message, /^Unrecognized request URL \(GET: \/v1\/customers\/\)/)
@@ -190,6 +193,8 @@ describe('the emulator through the official stripe package', () => {
     assert.equal((await stripe.checkout.sessions.retrieve(session.id)).client_reference_id, 'user_7')
     const items = await stripe.checkout.sessions.listLineItems(session.id)
     assert.equal(items.data[0].price.id, 'price_pro_monthly')
+    const expanded = await stripe.checkout.sessions.retrieve(session.id, { expand: ['line_items'] })
+    assert.deepEqual(expanded.line_items.data.map((i) => [i.price.id, i.quantity, i.amount_total]), [['price_pro_monthly', 1, 2900]])
     const page = await fetch(session.url)
     assert.equal(page.status, 200)
     assert.match(await page.text(), /14-day free trial/)

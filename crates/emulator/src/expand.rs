@@ -42,6 +42,13 @@ fn expand_at(
         }
         return Ok(());
     }
+    if *first == "line_items"
+        && value["object"] == "checkout.session"
+        && value.get("line_items").is_none()
+    {
+        let id = value["id"].as_str().unwrap_or_default();
+        value["line_items"] = checkout_line_items(store, id);
+    }
     let field = value.get_mut(*first).ok_or_else(cannot)?;
     if *first == "data" && field.is_array() {
         return expand_at(store, field, rest, version, path);
@@ -56,4 +63,36 @@ fn expand_at(
         expand_at(store, field, rest, version, path)?;
     }
     Ok(())
+}
+
+/// A Checkout session's `line_items`, as Stripe expands them.
+pub fn checkout_line_items(store: &Store, session: &str) -> Value {
+    let items = store
+        .checkout_terms
+        .get(session)
+        .map(|t| t.items.clone())
+        .unwrap_or_default();
+    let data: Vec<Value> = items
+        .iter()
+        .enumerate()
+        .map(|(index, (price, quantity))| {
+            let amount = price["unit_amount"].as_i64().unwrap_or_default() * quantity;
+            serde_json::json!({
+                "id": format!("li_{}_{index}", session.trim_start_matches("cs_test_").get(..16).unwrap_or_default()),
+                "object": "item",
+                "amount_subtotal": amount,
+                "amount_total": amount,
+                "currency": price["currency"],
+                "description": price["nickname"],
+                "price": price,
+                "quantity": quantity,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "object": "list",
+        "data": data,
+        "has_more": false,
+        "url": format!("/v1/checkout/sessions/{session}/line_items"),
+    })
 }

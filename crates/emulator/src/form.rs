@@ -1,6 +1,8 @@
 //! Stripe's form encoding: `a[b][0][c]=v` pairs, percent-encoded, `+` for a
 //! space, `[]` appending to a list. Query strings use the same encoding.
 
+use std::collections::HashMap;
+
 use crate::error::ApiError;
 
 /// One decoded parameter: its bracketed path split into segments, and its value.
@@ -15,25 +17,32 @@ pub struct FormPair {
 /// `expand[0]=a&expand[1]=b`.
 pub fn parse_form(encoded: &str) -> Result<Vec<FormPair>, ApiError> {
     let mut pairs: Vec<FormPair> = Vec::new();
+    // Where each path sits in `pairs` (a repeated key replaces the value),
+    // and the next free index under each parent, for `[]`.
+    let mut position: HashMap<Vec<String>, usize> = HashMap::new();
+    let mut next_index: HashMap<Vec<String>, usize> = HashMap::new();
     for part in encoded.split('&').filter(|p| !p.is_empty()) {
         let (raw_key, raw_value) = part.split_once('=').unwrap_or((part, ""));
         let key = percent_decode(raw_key)?;
         let value = percent_decode(raw_value)?;
         let mut path = split_key(&key)?;
-        for depth in 0..path.len() {
-            if path[depth].is_empty() && depth > 0 {
-                let parent = &path[..depth];
-                let next = pairs
-                    .iter()
-                    .filter(|p| p.path.len() > depth && p.path[..depth] == *parent)
-                    .filter_map(|p| p.path[depth].parse::<usize>().ok())
-                    .max()
-                    .map_or(0, |max| max + 1);
+        for depth in 1..path.len() {
+            let parent = path[..depth].to_vec();
+            let next = next_index.entry(parent).or_insert(0);
+            if path[depth].is_empty() {
                 path[depth] = next.to_string();
+                *next += 1;
+            } else if let Ok(index) = path[depth].parse::<usize>() {
+                *next = (*next).max(index.saturating_add(1));
             }
         }
-        pairs.retain(|p| p.path != path);
-        pairs.push(FormPair { path, value });
+        match position.get(&path) {
+            Some(&at) => pairs[at].value = value,
+            None => {
+                position.insert(path.clone(), pairs.len());
+                pairs.push(FormPair { path, value });
+            }
+        }
     }
     Ok(pairs)
 }
@@ -139,6 +148,12 @@ mod tests {
                 ("email".into(), "b".into())
             ]
         );
+    }
+
+    #[test]
+    fn many_appended_keys() {
+        let body = "a[]=1&".repeat(100_000);
+        assert_eq!(parse_form(&body).unwrap().len(), 100_000);
     }
 
     #[test]

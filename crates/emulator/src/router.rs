@@ -238,14 +238,20 @@ fn answer_versioned(
         id: id.as_deref(),
         path: request.path,
     };
-    let result = params
-        .strings("expand")
-        .and_then(|paths| handler(store, &call).map(|object| (object, paths)))
-        .and_then(|(object, paths)| {
-            let mut rendered = render(&object, version);
-            expand(store, &mut rendered, &paths, version)?;
-            Ok(rendered)
-        });
+    let result = params.strings("expand").and_then(|paths| {
+        // An expansion that fails after a write undoes the write: Stripe
+        // refuses such a request as a whole.
+        let backup = (writes && !paths.is_empty()).then(|| store.clone());
+        let object = handler(store, &call)?;
+        let mut rendered = render(&object, version);
+        if let Err(error) = expand(store, &mut rendered, &paths, version) {
+            if let Some(backup) = backup {
+                *store = backup;
+            }
+            return Err(error);
+        }
+        Ok(rendered)
+    });
     let (status, body) = match &result {
         Ok(object) => (200, object.to_string()),
         Err(error) => (error.status, error.to_json(request_id).to_string()),
@@ -295,6 +301,85 @@ mod tests {
             "Invalid API Key provided: sk_live_************1234"
         );
         assert!(authenticate(Some("Basic c2tfdGVzdF8xMjM6")).is_err());
+    }
+
+    /// Hostile parameters on every route answer a Stripe error, never a panic
+    /// or a 5xx, and leave the store as it was.
+    #[test]
+    fn hostile_parameters_get_clear_errors() {
+        let mut store = Store::new("http://127.0.0.1:1".into());
+        let version = ApiVersion::default_version();
+        let routes = [
+            ("POST", "/v1/customers"),
+            ("POST", "/v1/products"),
+            ("POST", "/v1/prices"),
+            ("POST", "/v1/checkout/sessions"),
+            ("POST", "/v1/billing_portal/sessions"),
+            ("POST", "/v1/subscriptions"),
+            ("POST", "/v1/subscriptions/sub_x"),
+            ("DELETE", "/v1/subscriptions/sub_x"),
+            ("POST", "/v1/invoices/create_preview"),
+            ("POST", "/v1/invoices/in_x/pay"),
+            ("POST", "/v1/webhook_endpoints"),
+            ("GET", "/v1/events"),
+            ("GET", "/v1/subscriptions"),
+        ];
+        let bodies = [
+            "metadata[a][b]=1",
+            "limit=-1",
+            "limit=99999999999999999999",
+            "unit_amount=9223372036854775807&currency=usd&product_data[name]=x",
+            "unit_amount=5&currency=usd&product_data[name]=x&recurring[interval]=year&recurring[interval_count]=9223372036854775807",
+            "balance=-9223372036854775808",
+            "items[0][price]=price_x&items[0][quantity]=9223372036854775807&customer=cus_x",
+            "mode=subscription&line_items[0][price]=nope",
+            "email[]=a",
+            "created[gte]=x",
+            "cancel_at=-5",
+            "expand[]=customer.nothing",
+            "url=javascript:alert(1)&enabled_events[]=*",
+        ];
+        for (method, path) in routes {
+            for body in bodies {
+                let (query, form) = if method == "GET" {
+                    (body, "")
+                } else {
+                    ("", body)
+                };
+                let answer = handle_api(
+                    &mut store,
+                    &ApiRequest {
+                        method,
+                        path,
+                        query,
+                        body: form,
+                        content_type: Some("application/x-www-form-urlencoded"),
+                        authorization: Some("Bearer sk_test_hostile"),
+                        stripe_version: None,
+                        idempotency_key: None,
+                    },
+                    &version,
+                );
+                assert!(
+                    (400..500).contains(&answer.status)
+                        || (answer.status == 200 && method == "GET"),
+                    "{method} {path} {body}: {} {}",
+                    answer.status,
+                    answer.body
+                );
+                let parsed: Value = serde_json::from_str(&answer.body).expect("JSON");
+                if answer.status != 200 {
+                    assert!(parsed["error"]["message"].is_string(), "{}", answer.body);
+                }
+            }
+        }
+        assert!(store.customers.is_empty(), "customers");
+        assert!(store.prices.is_empty(), "prices");
+        assert!(
+            store.events.is_empty(),
+            "{:?}",
+            store.events.newest_first().next()
+        );
     }
 
     #[test]

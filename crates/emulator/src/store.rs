@@ -10,7 +10,7 @@ use crate::ids::new_id;
 
 /// Objects of one kind, by id, remembering the order they were created in
 /// (Stripe lists newest first).
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Collection {
     objects: HashMap<String, Value>,
     order: Vec<String>,
@@ -105,7 +105,7 @@ pub struct SavedAnswer {
     pub body: String,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Store {
     pub clock: Clock,
     pub customers: Collection,

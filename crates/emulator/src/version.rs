@@ -67,7 +67,9 @@ fn stamp_events(value: &mut Value, version: &ApiVersion) {
     if value["object"] == "event" {
         value["api_version"] = json!(version.as_str());
     } else if let Some(items) = value.get_mut("data").and_then(Value::as_array_mut) {
-        items.iter_mut().for_each(|item| stamp_events(item, version));
+        items
+            .iter_mut()
+            .for_each(|item| stamp_events(item, version));
     }
 }
 

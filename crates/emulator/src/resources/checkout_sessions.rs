@@ -6,7 +6,6 @@ use serde_json::{json, Map, Value};
 use super::{created_filter, merge_metadata, Call};
 use crate::billing::{customer_param, price_param};
 use crate::error::{ApiError, ApiResult};
-use crate::ids::new_id;
 use crate::list::Page;
 use crate::store::{Cause, CheckoutTerms, Store};
 
@@ -295,26 +294,9 @@ pub fn line_items(store: &mut Store, call: &Call<'_>) -> ApiResult<Value> {
     let page = Page::read(call.params)?;
     call.params.finish(&[])?;
     existing(store, call.id())?;
-    let items = store
-        .checkout_terms
-        .get(call.id())
-        .map(|t| t.items.clone())
+    let data = crate::expand::checkout_line_items(store, call.id())["data"]
+        .as_array()
+        .cloned()
         .unwrap_or_default();
-    let data: Vec<Value> = items
-        .iter()
-        .map(|(price, quantity)| {
-            let amount = price["unit_amount"].as_i64().unwrap_or_default() * quantity;
-            json!({
-                "id": new_id("li"),
-                "object": "item",
-                "amount_subtotal": amount,
-                "amount_total": amount,
-                "currency": price["currency"],
-                "description": price["nickname"],
-                "price": price,
-                "quantity": quantity,
-            })
-        })
-        .collect();
     page.list(data, "item", call.path)
 }

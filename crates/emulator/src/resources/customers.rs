@@ -30,6 +30,17 @@ const NOT_EMULATED: &[&str] = &[
     "default_source",
 ];
 
+/// Keeps balances where invoice arithmetic cannot overflow.
+fn check_balance(balance: i64) -> ApiResult<()> {
+    if !(-99_999_999_999..=99_999_999_999).contains(&balance) {
+        return Err(ApiError::invalid_value(
+            "balance",
+            "This value must be between -99999999999 and 99999999999.",
+        ));
+    }
+    Ok(())
+}
+
 fn live(store: &Store, id: &str) -> ApiResult<Value> {
     store
         .customers
@@ -52,6 +63,7 @@ pub fn create(store: &mut Store, call: &Call<'_>) -> ApiResult<Value> {
         .filter(|s| !s.is_empty());
     let balance = p.int("balance")?.unwrap_or_default();
     p.finish(NOT_EMULATED)?;
+    check_balance(balance)?;
     if default_pm.is_some() && default_pm != payment_method {
         return Err(ApiError::invalid_request(
             "On a new customer, invoice_settings[default_payment_method] must name the payment_method being attached (the same id or test token).",
@@ -167,6 +179,7 @@ pub fn update(store: &mut Store, call: &Call<'_>) -> ApiResult<Value> {
         }
     }
     if let Some(balance) = balance {
+        check_balance(balance)?;
         after["balance"] = json!(balance);
     }
     after["metadata"] = merge_metadata(&before["metadata"], metadata);

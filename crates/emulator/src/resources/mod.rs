@@ -91,6 +91,9 @@ pub fn created_filter(params: &Params) -> ApiResult<CreatedRange> {
     })
 }
 
+/// The largest quantity the emulator takes (keeps amounts far from overflow).
+pub const MAX_QUANTITY: i64 = 999_999;
+
 /// One `items[n]` entry as sent (subscriptions and previews).
 pub struct SentItem {
     pub id: Option<String>,
@@ -104,10 +107,10 @@ pub fn sent_items(params: &Params, name: &str) -> ApiResult<Vec<SentItem>> {
     let mut items = Vec::new();
     for entry in params.list(name) {
         let quantity = params.int(&format!("{entry}[quantity]"))?;
-        if quantity.is_some_and(|q| q < 0) {
+        if quantity.is_some_and(|q| !(0..=MAX_QUANTITY).contains(&q)) {
             return Err(crate::error::ApiError::invalid_value(
                 &format!("{entry}[quantity]"),
-                "This value must be greater than or equal to 0.",
+                "This value must be greater than or equal to 0 and less than or equal to 999999.",
             ));
         }
         items.push(SentItem {

@@ -30,6 +30,8 @@ const NOT_EMULATED: &[&str] = &[
 ];
 
 const INTERVALS: &[&str] = &["day", "week", "month", "year"];
+/// Stripe's largest unit amount (8 digits).
+const MAX_UNIT_AMOUNT: i64 = 99_999_999;
 
 /// What a price is made of.
 pub struct NewPrice {
@@ -126,16 +128,30 @@ pub fn create(store: &mut Store, call: &Call<'_>) -> ApiResult<Value> {
     let active = p.bool("active")?;
     p.finish(NOT_EMULATED)?;
     let unit_amount = unit_amount.ok_or_else(|| ApiError::parameter_missing("unit_amount"))?;
-    if unit_amount < 0 {
+    if !(0..=MAX_UNIT_AMOUNT).contains(&unit_amount) {
         return Err(ApiError::invalid_value(
             "unit_amount",
-            "This value must be greater than or equal to 0.",
+            "This value must be greater than or equal to 0 and less than or equal to 99999999.",
         ));
     }
     let recurring = match (interval, interval_count) {
         (None, None) => None,
         (Some(interval), count) if INTERVALS.contains(&interval.as_str()) => {
-            Some((interval, count.unwrap_or(1).max(1)))
+            let count = count.unwrap_or(1);
+            // Stripe's longest interval: three years.
+            let most = match interval.as_str() {
+                "day" => 1095,
+                "week" => 156,
+                "month" => 36,
+                _ => 3,
+            };
+            if !(1..=most).contains(&count) {
+                return Err(ApiError::invalid_value(
+                    "recurring[interval_count]",
+                    "Invalid recurring[interval_count]: the maximum interval is three years (3 years, 36 months, 156 weeks or 1095 days).",
+                ));
+            }
+            Some((interval, count))
         }
         (Some(interval), _) => {
             return Err(ApiError::invalid_value(
