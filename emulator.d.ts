@@ -55,17 +55,18 @@ export interface StripeEmulatorOptions {
 
 /** One try at delivering one event to one endpoint. */
 export interface EmulatorDeliveryAttempt {
-  event_id: string
-  event_type: string
-  endpoint_id: string
+  eventId: string
+  eventType: string
+  endpointId: string
   url: string
   attempt: number
   /** A chaos-made second copy. */
   duplicate: boolean
-  at_ms: number
+  /** Unix milliseconds. */
+  atMs: number
   status: number | null
   error: string | null
-  response_body: string
+  responseBody: string
   succeeded: boolean
 }
 

@@ -142,20 +142,20 @@ describe('emulator webhooks', () => {
   test('a non-2xx answer is retried with growing backoff; every attempt is recorded', async () => {
     const customer = await stripe.customers.create({ email: 'flaky@example.com' })
     const attempts = await waitFor(() => {
-      const mine = emulator.deliveries().filter((a) => a.event_type === 'customer.created' && a.succeeded === false)
-      const success = emulator.deliveries().find((a) => a.event_type === 'customer.created' && a.attempt === 3)
-      return mine.length >= 2 && success ? emulator.deliveries().filter((a) => a.event_id === success.event_id) : null
+      const mine = emulator.deliveries().filter((a) => a.eventType === 'customer.created' && a.succeeded === false)
+      const success = emulator.deliveries().find((a) => a.eventType === 'customer.created' && a.attempt === 3)
+      return mine.length >= 2 && success ? emulator.deliveries().filter((a) => a.eventId === success.eventId) : null
     }, { what: 'three attempts' })
     assert.deepEqual(attempts.map((a) => [a.attempt, a.status, a.succeeded]), [[1, 500, false], [2, 500, false], [3, 200, true]])
-    assert.ok(attempts[2].at_ms - attempts[1].at_ms >= attempts[1].at_ms - attempts[0].at_ms, 'the wait doubles')
-    assert.match(attempts[2].response_body, /received/)
-    const event = await stripe.events.retrieve(attempts[0].event_id)
+    assert.ok(attempts[2].atMs - attempts[1].atMs >= attempts[1].atMs - attempts[0].atMs, 'the wait doubles')
+    assert.match(attempts[2].responseBody, /received/)
+    const event = await stripe.events.retrieve(attempts[0].eventId)
     assert.equal(event.data.object.id, customer.id)
     assert.equal(event.pending_webhooks, 0)
     const dashboard = await (await fetch(emulator.dashboardUrl)).text()
-    assert.match(dashboard, new RegExp(`${attempts[0].event_id}.*#1 500`, 's'))
+    assert.match(dashboard, new RegExp(`${attempts[0].eventId}.*#1 500`, 's'))
     const json = await (await fetch(`${emulator.apiBase}/_emulator/deliveries`)).json()
-    assert.ok(json.filter((a) => a.event_id === attempts[0].event_id).length === 3)
+    assert.ok(json.filter((a) => a.eventId === attempts[0].eventId).length === 3)
   })
 
   test('an endpoint created through the API: its own secret, its events, its API version', async () => {

@@ -35,8 +35,8 @@ export async function settled(emulator, { quietMs = 800, timeoutMs = 20_000 } = 
   let since = Date.now()
   for (;;) {
     const attempts = emulator.deliveries()
-    const pending = new Set(attempts.map((a) => `${a.event_id} ${a.endpoint_id}`))
-    for (const a of attempts) if (a.succeeded) pending.delete(`${a.event_id} ${a.endpoint_id}`)
+    const pending = new Set(attempts.map((a) => `${a.eventId} ${a.endpointId}`))
+    for (const a of attempts) if (a.succeeded) pending.delete(`${a.eventId} ${a.endpointId}`)
     if (attempts.length !== seen) {
       seen = attempts.length
       since = Date.now()

@@ -70,6 +70,7 @@ pub struct Cause {
 
 /// One try at delivering one event to one endpoint.
 #[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct DeliveryAttempt {
     pub event_id: String,
     pub event_type: String,
