@@ -51,6 +51,15 @@ export interface StripeEmulatorOptions {
   apiVersion?: string
   /** Retries of a failed delivery (default 6 attempts, 1 s then doubling). */
   webhookRetry?: { maxAttempts?: number; initialBackoffMs?: number }
+  /** A JSON file that keeps the state across restarts (written after every change). Use a fixed `port` with it. */
+  state?: string
+  /**
+   * `billing_mode` of new subscriptions (default `flexible`). It decides how the portal schedules a
+   * cancellation: `cancel_at` under `flexible`, `cancel_at_period_end` under `classic`.
+   */
+  billingMode?: 'classic' | 'flexible'
+  /** Failed renewals: retried on these days after the first failure (default [1, 3, 7]), then `whenRetriesEnd` (default `cancel`). */
+  dunning?: { retryDays?: number[]; whenRetriesEnd?: 'cancel' | 'unpaid' | 'past_due' }
 }
 
 /** One try at delivering one event to one endpoint. */
@@ -80,6 +89,15 @@ export interface StripeEmulator {
   port: number
   /** Every webhook delivery attempt so far. */
   deliveries(): EmulatorDeliveryAttempt[]
+  /** The emulator's time, unix seconds (drives every timestamp, `event.created` and the `Date` header). */
+  now(): number
+  /**
+   * Moves the one clock forward (all test clocks share it), running in order what Stripe would run in
+   * between: trial notices and ends, renewals, retries, scheduled cancellations, expiries. Resolves with the new time.
+   */
+  advanceTime(seconds: number): Promise<number>
+  /** Makes an event happen: creates what it needs (for `customer`, or a new customer) and lets the normal flow emit it. */
+  trigger(type: string, target?: { customer?: string; email?: string; metadata?: Record<string, string> }): Promise<void>
   /** Stops listening and drops pending deliveries. */
   close(): Promise<void>
 }

@@ -15,6 +15,14 @@ function rebuildError(error) {
   return Object.assign(new Error(document.message), { code: document.code })
 }
 
+async function call(fn) {
+  try {
+    return await fn()
+  } catch (error) {
+    throw rebuildError(error)
+  }
+}
+
 /**
  * Starts the emulator on 127.0.0.1 and resolves once it listens.
  * @param {import('./emulator').StripeEmulatorOptions} [options]
@@ -34,6 +42,10 @@ async function startStripeEmulator(options) {
     dashboardUrl: handle.dashboardUrl,
     port: handle.port,
     deliveries: () => JSON.parse(handle.deliveriesJson()),
+    now: () => handle.now(),
+    advanceTime: (seconds) => call(() => handle.advanceTime(seconds)),
+    trigger: (type, target = {}) =>
+      call(() => handle.trigger(type, target.customer ?? null, target.email ?? null, target.metadata ? JSON.stringify(target.metadata) : null)),
     close: () => (closed ??= handle.close()),
   }
 }

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use kavachos_stripe_emulator::triggers::TriggerFor;
 use kavachos_stripe_emulator::{Emulator, EmulatorConfig, EmulatorError};
 use napi::bindgen_prelude::Unknown;
 use napi_derive::napi;
@@ -37,6 +38,7 @@ impl NativeEmulatorOptions {
                     EmulatorError::InvalidOption { .. } => {
                         coded("invalid_config", error.to_string())
                     }
+                    EmulatorError::State(_) => coded("emulator_state_invalid", error.to_string()),
                 })?;
         Ok(NativeStripeEmulator {
             inner: Arc::new(emulator),
@@ -76,6 +78,56 @@ impl NativeStripeEmulator {
     #[napi(catch_unwind)]
     pub fn deliveries_json(&self) -> String {
         serde_json::to_string(&self.inner.deliveries()).unwrap_or_else(|_| "[]".into())
+    }
+
+    /// The emulator's time, unix seconds.
+    #[napi(catch_unwind)]
+    pub fn now(&self) -> i64 {
+        self.inner.now()
+    }
+
+    /// Moves the clock forward by `seconds`, running what falls due in order.
+    #[napi]
+    pub async fn advance_time(&self, seconds: i64) -> napi::Result<i64> {
+        if seconds < 1 {
+            return Err(coded(
+                "invalid_argument",
+                "advanceTime takes a whole number of seconds, 1 or more",
+            ));
+        }
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || inner.advance_time(seconds))
+            .await
+            .map_err(|e| coded("internal_error", e.to_string()))
+    }
+
+    /// Makes `kind` happen for a customer (`customer`) or a new one
+    /// (`email`, `metadata` as a JSON object of strings).
+    #[napi]
+    pub async fn trigger(
+        &self,
+        kind: String,
+        customer: Option<String>,
+        email: Option<String>,
+        metadata_json: Option<String>,
+    ) -> napi::Result<()> {
+        let metadata: Vec<(String, String)> = match metadata_json {
+            None => Vec::new(),
+            Some(text) => serde_json::from_str::<std::collections::BTreeMap<String, String>>(&text)
+                .map_err(|_| coded("invalid_argument", "metadata must be an object of strings"))?
+                .into_iter()
+                .collect(),
+        };
+        let target = TriggerFor {
+            customer,
+            email,
+            metadata,
+        };
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || inner.trigger(&kind, &target))
+            .await
+            .map_err(|e| coded("internal_error", e.to_string()))?
+            .map_err(|e| coded(e.code.as_deref().unwrap_or("trigger_failed"), e.message))
     }
 
     #[napi]

@@ -24,6 +24,24 @@ impl Clock {
         self.offset_seconds += seconds.max(0);
     }
 
+    /// Moves the clock forward to `at` (a time in the past changes nothing).
+    pub fn advance_to(&mut self, at: i64) {
+        let now = self.now();
+        if at > now {
+            self.offset_seconds += at - now;
+        }
+    }
+
+    pub fn offset(&self) -> i64 {
+        self.offset_seconds
+    }
+
+    pub fn with_offset(offset_seconds: i64) -> Self {
+        Self {
+            offset_seconds: offset_seconds.max(0),
+        }
+    }
+
     /// `Date` header text for the emulator's now (RFC 7231).
     pub fn http_date(&self) -> String {
         chrono::DateTime::from_timestamp(self.now(), 0)

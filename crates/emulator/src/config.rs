@@ -1,6 +1,7 @@
 //! The emulator's options: port, webhook targets, catalog, chaos, retries.
 
 use crate::error::EmulatorError;
+use crate::store::BillingSettings;
 use crate::version::ApiVersion;
 
 pub const DEFAULT_PORT: u16 = 12111;
@@ -78,6 +79,10 @@ pub struct EmulatorConfig {
     pub chaos: Chaos,
     pub retry: RetryPolicy,
     pub api_version: Option<String>,
+    /// Dunning and billing mode.
+    pub billing: BillingSettings,
+    /// A JSON file holding the state across restarts.
+    pub state: Option<std::path::PathBuf>,
 }
 
 impl Default for EmulatorConfig {
@@ -89,6 +94,8 @@ impl Default for EmulatorConfig {
             chaos: Chaos::default(),
             retry: RetryPolicy::default(),
             api_version: None,
+            billing: BillingSettings::default(),
+            state: None,
         }
     }
 }
@@ -157,6 +164,25 @@ impl EmulatorConfig {
             return Err(EmulatorError::option(
                 "chaos.duplicateRate",
                 "must be between 0 and 1",
+            ));
+        }
+        if !["classic", "flexible"].contains(&self.billing.billing_mode.as_str()) {
+            return Err(EmulatorError::option(
+                "billingMode",
+                "must be \"classic\" or \"flexible\"",
+            ));
+        }
+        if self.billing.retry_days.len() > 20
+            || self.billing.retry_days.windows(2).any(|w| w[0] >= w[1])
+            || self
+                .billing
+                .retry_days
+                .iter()
+                .any(|d| !(1..=60).contains(d))
+        {
+            return Err(EmulatorError::option(
+                "dunning.retryDays",
+                "must be at most 20 increasing whole days from 1 to 60",
             ));
         }
         if self.retry.max_attempts == 0 {

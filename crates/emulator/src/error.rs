@@ -196,6 +196,8 @@ pub type ApiResult<T> = Result<T, ApiError>;
 pub enum EmulatorError {
     #[error("invalid emulator option `{option}`: {message}")]
     InvalidOption { option: String, message: String },
+    #[error("cannot use the state file: {0}")]
+    State(String),
     #[error("cannot listen on 127.0.0.1:{port}: {source}")]
     Listen {
         port: u16,

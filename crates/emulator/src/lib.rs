@@ -21,7 +21,9 @@ pub mod resources;
 pub mod router;
 pub mod server;
 pub mod signing;
+pub mod state;
 pub mod store;
+pub mod triggers;
 pub mod version;
 
 use std::sync::{Arc, Mutex};
@@ -35,13 +37,13 @@ use tokio::task::JoinSet;
 
 pub use config::{CatalogPrice, CatalogProduct, Chaos, EmulatorConfig, RetryPolicy, WebhookTarget};
 pub use error::EmulatorError;
-pub use store::DeliveryAttempt;
+pub use store::{BillingSettings, DeliveryAttempt, RetriesEnd};
 
 use delivery::Deliverer;
 use resources::prices::{new_price, NewPrice};
 use resources::products::new_product;
 use resources::webhook_endpoints::{new_endpoint, new_secret};
-use server::{serve, Shared};
+use server::{serve, Persist, Shared};
 use store::Store;
 use version::ApiVersion;
 
@@ -59,9 +61,10 @@ pub struct Emulator {
     shared: Arc<Shared>,
     stop: Mutex<Option<oneshot::Sender<()>>>,
     server: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    ticker: tokio::task::JoinHandle<()>,
 }
 
-fn seed(store: &mut Store, config: &EmulatorConfig, secret: &str) {
+fn seed_catalog(store: &mut Store, config: &EmulatorConfig) {
     let now = store.now();
     for product_spec in config
         .catalog
@@ -86,16 +89,34 @@ fn seed(store: &mut Store, config: &EmulatorConfig, secret: &str) {
             ));
         }
     }
+}
+
+/// The `webhooks` option's endpoints (replacing those of a previous run).
+fn seed_endpoints(
+    store: &mut Store,
+    config: &EmulatorConfig,
+    secret: &str,
+    previous: &[String],
+) -> Vec<String> {
+    for id in previous {
+        store.webhook_endpoints.remove(id);
+        store.endpoint_secrets.remove(id);
+    }
+    let now = store.now();
+    let mut ids = Vec::new();
     for target in &config.webhooks {
         let version = target
             .api_version
             .as_deref()
             .and_then(|v| ApiVersion::parse(v).ok());
-        let endpoint = new_endpoint(&target.url, target.events.clone(), version.as_ref(), now);
+        let mut endpoint = new_endpoint(&target.url, target.events.clone(), version.as_ref(), now);
+        endpoint["description"] = serde_json::json!("from the emulator's `webhooks` option");
         let id = endpoint["id"].as_str().unwrap_or_default().to_owned();
-        store.endpoint_secrets.insert(id, secret.to_owned());
+        store.endpoint_secrets.insert(id.clone(), secret.to_owned());
         store.webhook_endpoints.insert(endpoint);
+        ids.push(id);
     }
+    ids
 }
 
 impl Emulator {
@@ -117,9 +138,40 @@ impl Emulator {
             })?
             .port();
         let base = format!("http://127.0.0.1:{port}");
-        let webhook_secret = new_secret();
-        let mut store = Store::new(base.clone());
-        seed(&mut store, &config, &webhook_secret);
+        let restored = match &config.state {
+            Some(path) => state::load(path, &base).map_err(EmulatorError::State)?,
+            None => None,
+        };
+        let (mut store, webhook_secret, previous) = match restored {
+            Some(restored) => (
+                restored.store,
+                restored.webhook_secret,
+                restored.option_endpoints,
+            ),
+            None => {
+                let mut store = Store::new(base.clone());
+                seed_catalog(&mut store, &config);
+                (store, new_secret(), Vec::new())
+            }
+        };
+        store.settings = config.billing.clone();
+        let option_endpoints = seed_endpoints(&mut store, &config, &webhook_secret, &previous);
+        let persist = config.state.clone().map(|path| Persist {
+            path,
+            webhook_secret: webhook_secret.clone(),
+            option_endpoints,
+        });
+        if let Some(persist) = &persist {
+            state::save(
+                &persist.path,
+                &store,
+                &webhook_secret,
+                &persist.option_endpoints,
+            )
+            .map_err(|e| {
+                EmulatorError::State(format!("cannot write {}: {e}", persist.path.display()))
+            })?;
+        }
         let store = Arc::new(Mutex::new(store));
         let default_version = config
             .api_version
@@ -136,6 +188,7 @@ impl Emulator {
             store,
             deliverer,
             default_version,
+            persist,
         });
         let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
         let accept_shared = shared.clone();
@@ -160,6 +213,21 @@ impl Emulator {
             }
             connections.abort_all();
         });
+        // Wall time passes too: what comes due (a Checkout session
+        // expiring, a renewal) runs within a second.
+        let ticking = Arc::downgrade(&shared);
+        let ticker = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                let Some(shared) = ticking.upgrade() else {
+                    break;
+                };
+                let store = shared.lock();
+                if billing::schedule::has_due(&store) {
+                    shared.settle(store, true);
+                }
+            }
+        });
         Ok(Self {
             api_base: base.clone(),
             webhook_secret,
@@ -168,6 +236,7 @@ impl Emulator {
             shared,
             stop: Mutex::new(Some(stop_tx)),
             server: Mutex::new(Some(server)),
+            ticker,
         })
     }
 
@@ -181,7 +250,39 @@ impl Emulator {
         if let Some(server) = server {
             let _ = server.await;
         }
+        self.ticker.abort();
         self.shared.deliverer.shutdown();
+        let store = self.shared.lock();
+        self.shared.save(&store);
+    }
+
+    /// Moves the one clock forward, running in order everything Stripe
+    /// would run in between; returns the new time (unix seconds).
+    pub fn advance_time(&self, seconds: i64) -> i64 {
+        let mut store = self.shared.lock();
+        let target = store.now().saturating_add(seconds.max(0));
+        billing::schedule::run_until(&mut store, target);
+        let now = store.now();
+        self.shared.settle(store, true);
+        now
+    }
+
+    /// Makes an event happen (see `triggers`): what it needs is created
+    /// and the normal flow emits it.
+    pub fn trigger(
+        &self,
+        kind: &str,
+        target: &triggers::TriggerFor,
+    ) -> Result<(), error::ApiError> {
+        let mut store = self.shared.lock();
+        let result = triggers::trigger(&mut store, kind, target);
+        self.shared.settle(store, true);
+        result
+    }
+
+    /// The emulator's time (unix seconds).
+    pub fn now(&self) -> i64 {
+        self.shared.lock().now()
     }
 
     /// Every webhook delivery attempt so far.

@@ -11,7 +11,7 @@ use crate::ids::random_token;
 use crate::params::Params;
 use crate::resources::{
     checkout_sessions, customers, events, invoices, payment_methods, portal_sessions, prices,
-    products, subscriptions, webhook_endpoints, Call, Handler,
+    products, subscriptions, test_clocks, webhook_endpoints, Call, Handler,
 };
 use crate::store::{Cause, SavedAnswer, Store};
 use crate::version::{render, ApiVersion};
@@ -73,6 +73,11 @@ fn route(method: &str, path: &str) -> Option<(Handler, Option<String>)> {
         ("POST", ["invoices", i, "pay"]) => (invoices::pay, id(i)),
         ("GET", ["events"]) => (events::list, None),
         ("GET", ["events", e]) => (events::retrieve, id(e)),
+        ("POST", ["test_helpers", "test_clocks"]) => (test_clocks::create, None),
+        ("GET", ["test_helpers", "test_clocks"]) => (test_clocks::list, None),
+        ("GET", ["test_helpers", "test_clocks", c]) => (test_clocks::retrieve, id(c)),
+        ("DELETE", ["test_helpers", "test_clocks", c]) => (test_clocks::delete, id(c)),
+        ("POST", ["test_helpers", "test_clocks", c, "advance"]) => (test_clocks::advance, id(c)),
         ("GET", ["webhook_endpoints"]) => (webhook_endpoints::list, None),
         ("POST", ["webhook_endpoints"]) => (webhook_endpoints::create, None),
         ("GET", ["webhook_endpoints", w]) => (webhook_endpoints::retrieve, id(w)),

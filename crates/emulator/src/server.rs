@@ -2,17 +2,20 @@
 //! `/v1/...` to the API and the rest to the hosted pages.
 
 use std::convert::Infallible;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response};
 
+use crate::billing::schedule;
 use crate::delivery::Deliverer;
 use crate::error::ApiError;
 use crate::ids::random_token;
 use crate::pages;
+use crate::resources::test_clocks::finish_advance;
 use crate::router::{handle_api, ApiRequest};
+use crate::state;
 use crate::store::Store;
 use crate::version::ApiVersion;
 
@@ -21,6 +24,57 @@ pub struct Shared {
     pub store: Arc<Mutex<Store>>,
     pub deliverer: Deliverer,
     pub default_version: ApiVersion,
+    /// The `state` file, if any.
+    pub persist: Option<Persist>,
+}
+
+/// Where and what to save.
+pub struct Persist {
+    pub path: std::path::PathBuf,
+    pub webhook_secret: String,
+    pub option_endpoints: Vec<String>,
+}
+
+impl Shared {
+    pub fn lock(&self) -> MutexGuard<'_, Store> {
+        self.store.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// After a request, a tick or an advance: what is due by now runs, then
+    /// the state file is written and the events go to the deliverer; test
+    /// clock advances asked for run on their own task.
+    pub fn settle(self: &Arc<Self>, mut store: MutexGuard<'_, Store>, changed: bool) {
+        schedule::run_due(&mut store);
+        let advances = std::mem::take(&mut store.clock_advances);
+        let outbox = store.take_outbox();
+        if changed || !outbox.is_empty() {
+            self.save(&store);
+        }
+        drop(store);
+        self.deliverer.enqueue(outbox);
+        for (clock, target) in advances {
+            let shared = Arc::clone(self);
+            tokio::spawn(async move {
+                // The advance answered `advancing` first; the work follows.
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                let mut store = shared.lock();
+                finish_advance(&mut store, &clock, target);
+                shared.settle(store, true);
+            });
+        }
+    }
+
+    pub fn save(&self, store: &Store) {
+        if let Some(persist) = &self.persist {
+            // A failed write is not the request's failure; the next change retries it.
+            let _ = state::save(
+                &persist.path,
+                store,
+                &persist.webhook_secret,
+                &persist.option_endpoints,
+            );
+        }
+    }
 }
 
 const MAX_BODY: usize = 1 << 20;
@@ -53,7 +107,7 @@ pub async fn serve(
             ));
         }
     };
-    let mut store = shared.store.lock().unwrap_or_else(|p| p.into_inner());
+    let mut store = shared.lock();
     let date = store.clock.http_date();
     let response = if path.starts_with("/v1/") || path == "/v1" {
         let answer = handle_api(
@@ -82,11 +136,24 @@ pub async fn serve(
     } else {
         let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
         let page = match (method.as_str(), segments.as_slice()) {
-            ("GET" | "POST", ["checkout", id]) => pages::checkout(&mut store, id, &method, &body),
-            ("GET", ["portal", id]) => pages::portal(&store, id),
-            ("GET" | "POST", ["invoice", id]) => pages::invoice(&mut store, id, &method, &body),
-            ("GET", ["_emulator"]) => pages::dashboard(&store),
-            ("GET", ["_emulator", "deliveries"]) => pages::deliveries_json(&store),
+            ("GET" | "POST", ["checkout", id]) => {
+                pages::checkout::page(&mut store, id, &method, &body)
+            }
+            ("GET" | "POST", ["portal", id]) => {
+                pages::portal::page(&mut store, id, &method, &query, &body)
+            }
+            ("GET" | "POST", ["invoice", id]) => {
+                pages::invoice::page(&mut store, id, &method, &body)
+            }
+            ("GET", ["_emulator"]) => pages::dashboard::page(&store, None),
+            ("GET", ["_emulator", "deliveries"]) => pages::dashboard::deliveries_json(&store),
+            ("POST", ["_emulator", "advance"]) => pages::dashboard::advance(&mut store, &body),
+            ("POST", ["_emulator", "trigger"]) => {
+                pages::dashboard::trigger_event(&mut store, &body)
+            }
+            ("POST", ["_emulator", "events", id, "resend"]) => {
+                pages::dashboard::resend(&mut store, id)
+            }
             _ => pages::unknown(&method, &path),
         };
         let headers = vec![
@@ -101,9 +168,7 @@ pub async fn serve(
             page.location,
         )
     };
-    let outbox = store.take_outbox();
-    drop(store);
-    shared.deliverer.enqueue(outbox);
+    shared.settle(store, method != "GET");
     Ok(response)
 }
 

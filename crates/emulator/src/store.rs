@@ -1,7 +1,7 @@
 //! Everything the emulator holds: Stripe's objects in memory, by kind, in
 //! creation order, with the events they emitted and every delivery attempt.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use serde_json::{json, Value};
 
@@ -69,7 +69,7 @@ pub struct Cause {
 }
 
 /// One try at delivering one event to one endpoint.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DeliveryAttempt {
     pub event_id: String,
@@ -87,8 +87,43 @@ pub struct DeliveryAttempt {
     pub succeeded: bool,
 }
 
+/// What happens when the retries of a failed renewal run out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RetriesEnd {
+    /// The subscription is canceled (`cancellation_details.reason=payment_failed`).
+    #[default]
+    Cancel,
+    /// The subscription becomes `unpaid`; later invoices stay drafts.
+    Unpaid,
+    /// The subscription stays `past_due`.
+    PastDue,
+}
+
+/// The account's Billing settings the emulator models.
+#[derive(Debug, Clone)]
+pub struct BillingSettings {
+    /// Days after the first failed attempt on which a renewal is retried
+    /// (Smart Retries, compressed).
+    pub retry_days: Vec<i64>,
+    pub when_retries_end: RetriesEnd,
+    /// `billing_mode[type]` of new subscriptions: under `flexible` the
+    /// portal schedules a cancellation with `cancel_at`, under `classic`
+    /// with `cancel_at_period_end`.
+    pub billing_mode: String,
+}
+
+impl Default for BillingSettings {
+    fn default() -> Self {
+        Self {
+            retry_days: vec![1, 3, 7],
+            when_retries_end: RetriesEnd::Cancel,
+            billing_mode: "flexible".to_owned(),
+        }
+    }
+}
+
 /// A Checkout session's line items and subscription terms.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct CheckoutTerms {
     /// Each price (the full object) with its quantity.
     pub items: Vec<(Value, i64)>,
@@ -97,7 +132,7 @@ pub struct CheckoutTerms {
 }
 
 /// A saved answer for an `Idempotency-Key`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct SavedAnswer {
     pub method: String,
     pub path: String,
@@ -128,6 +163,15 @@ pub struct Store {
     pub checkout_terms: HashMap<String, CheckoutTerms>,
     /// Each webhook endpoint's signing secret (shown once, on creation).
     pub endpoint_secrets: HashMap<String, String>,
+    /// Test clocks (they all share the emulator's one clock).
+    pub test_clocks: Collection,
+    /// Subscriptions (with the trial end) whose `trial_will_end` was sent.
+    pub trial_notices: HashSet<String>,
+    /// When each invoice's automatic payment first failed (retries count from it).
+    pub first_failures: HashMap<String, i64>,
+    pub settings: BillingSettings,
+    /// Test-clock advances asked for, run after the request answers.
+    pub clock_advances: Vec<(String, i64)>,
     /// Events emitted by the operation in progress, for the deliverer.
     outbox: Vec<String>,
     /// The emulator's own address, for hosted page URLs.
@@ -190,6 +234,15 @@ impl Store {
         Value::Object(previous)
     }
 
+    /// Queues an existing event for delivery again (the dashboard's resend).
+    pub fn redeliver(&mut self, id: &str) -> bool {
+        let known = self.events.get(id).is_some();
+        if known {
+            self.outbox.push(id.to_owned());
+        }
+        known
+    }
+
     pub fn take_outbox(&mut self) -> Vec<String> {
         std::mem::take(&mut self.outbox)
     }
@@ -207,6 +260,7 @@ impl Store {
             &self.invoices,
             &self.invoice_items,
             &self.events,
+            &self.test_clocks,
         ]
         .into_iter()
         .find_map(|collection| collection.get(id))

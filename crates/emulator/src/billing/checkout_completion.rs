@@ -100,6 +100,7 @@ pub fn complete_checkout(
             let customer = customer.unwrap_or_default();
             let pm = attach_new_card(store, card, &customer, cause)?;
             let now = store.now();
+            let billing_mode = store.settings.billing_mode.clone();
             let subscription = start_subscription(
                 store,
                 StartSpec {
@@ -109,7 +110,7 @@ pub fn complete_checkout(
                         trial_end: terms.trial_period_days.map(|d| now + d * 86_400),
                         metadata: terms.subscription_metadata.clone(),
                         default_payment_method: Some(pm),
-                        billing_mode: "flexible",
+                        billing_mode: &billing_mode,
                         now,
                     },
                     payment_behavior: "allow_incomplete",

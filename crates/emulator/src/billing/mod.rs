@@ -5,6 +5,7 @@ pub mod checkout_completion;
 pub mod invoicing;
 pub mod payments;
 pub mod periods;
+pub mod schedule;
 pub mod subscription_object;
 pub mod subscription_start;
 pub mod subscription_update;

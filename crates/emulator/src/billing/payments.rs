@@ -170,10 +170,16 @@ pub fn settle_subscription(store: &mut Store, invoice_id: &str, cause: &Cause) {
         after["pending_update"] = Value::Null;
         applied_pending = true;
     }
-    if matches!(
-        before["status"].as_str(),
-        Some("incomplete" | "past_due" | "unpaid")
-    ) {
+    let trial_over = before["status"] == "trialing"
+        && before["trial_end"]
+            .as_i64()
+            .is_some_and(|end| end <= store.now());
+    if trial_over
+        || matches!(
+            before["status"].as_str(),
+            Some("incomplete" | "past_due" | "unpaid")
+        )
+    {
         let trialing = after["trial_end"]
             .as_i64()
             .is_some_and(|end| end > store.now());

@@ -62,6 +62,11 @@ pub fn start_subscription(
 ) -> ApiResult<Value> {
     let customer = spec.subscription.customer.to_owned();
     let mut subscription = new_subscription(spec.subscription);
+    let test_clock = store
+        .customers
+        .get(&customer)
+        .map_or(Value::Null, |c| c["test_clock"].clone());
+    subscription["test_clock"] = test_clock.clone();
     let (_, period_end) = current_period(&subscription);
     if spec.cancel_at_period_end {
         subscription["cancel_at_period_end"] = json!(true);
@@ -101,6 +106,8 @@ pub fn start_subscription(
         },
         Some(invoice_id.clone()),
     );
+    let mut draft = draft;
+    draft["test_clock"] = test_clock;
     let due = draft["amount_due"].as_i64().unwrap_or_default();
     let collect_now = spec.payment_behavior != "default_incomplete";
     let predicted = if collect_now {

@@ -8,7 +8,7 @@ use crate::billing::subscription_object::has_ended;
 use crate::error::{ApiError, ApiResult};
 use crate::ids::{new_id, random_token};
 use crate::list::Page;
-use crate::store::Store;
+use crate::store::{Cause, Store};
 
 const NOT_EMULATED: &[&str] = &[
     "address",
@@ -23,7 +23,6 @@ const NOT_EMULATED: &[&str] = &[
     "cash_balance",
     "invoice_prefix",
     "next_invoice_sequence",
-    "test_clock",
     "invoice_settings[custom_fields]",
     "invoice_settings[footer]",
     "invoice_settings[rendering_options]",
@@ -62,8 +61,18 @@ pub fn create(store: &mut Store, call: &Call<'_>) -> ApiResult<Value> {
         .str("invoice_settings[default_payment_method]")?
         .filter(|s| !s.is_empty());
     let balance = p.int("balance")?.unwrap_or_default();
+    let test_clock = p.str("test_clock")?.filter(|s| !s.is_empty());
     p.finish(NOT_EMULATED)?;
     check_balance(balance)?;
+    if let Some(clock) = &test_clock {
+        if store.test_clocks.get(clock).is_none() {
+            return Err(ApiError::no_such_param(
+                "test_helpers.test_clock",
+                clock,
+                "test_clock",
+            ));
+        }
+    }
     if default_pm.is_some() && default_pm != payment_method {
         return Err(ApiError::invalid_request(
             "On a new customer, invoice_settings[default_payment_method] must name the payment_method being attached (the same id or test token).",
@@ -80,6 +89,7 @@ pub fn create(store: &mut Store, call: &Call<'_>) -> ApiResult<Value> {
     customer["metadata"] = merge_metadata(&json!({}), metadata);
     customer["name"] = json!(name);
     customer["phone"] = json!(phone);
+    customer["test_clock"] = json!(test_clock);
     store.customers.insert(customer.clone());
     store.emit("customer.created", &customer, None, &call.cause);
     if let Some(pm) = payment_method {
@@ -212,12 +222,16 @@ pub fn update(store: &mut Store, call: &Call<'_>) -> ApiResult<Value> {
 /// Deleting a customer cancels its subscriptions at once, as Stripe does.
 pub fn delete(store: &mut Store, call: &Call<'_>) -> ApiResult<Value> {
     call.params.finish(&[])?;
-    let customer = live(store, call.id())?;
+    delete_customer(store, call.id(), &call.cause)
+}
+
+pub fn delete_customer(store: &mut Store, id: &str, cause: &Cause) -> ApiResult<Value> {
+    let customer = live(store, id)?;
     let now = store.now();
     let subscriptions: Vec<Value> = store
         .subscriptions
         .oldest_first()
-        .filter(|s| s["customer"] == call.id() && !has_ended(s))
+        .filter(|s| s["customer"] == id && !has_ended(s))
         .cloned()
         .collect();
     for mut subscription in subscriptions {
@@ -226,31 +240,32 @@ pub fn delete(store: &mut Store, call: &Call<'_>) -> ApiResult<Value> {
         subscription["ended_at"] = json!(now);
         subscription["cancellation_details"]["reason"] = json!("cancellation_requested");
         store.subscriptions.insert(subscription.clone());
-        store.emit(
-            "customer.subscription.deleted",
-            &subscription,
-            None,
-            &call.cause,
-        );
+        store.emit("customer.subscription.deleted", &subscription, None, cause);
     }
     let mut tombstone = customer.clone();
     tombstone["deleted"] = json!(true);
     store.customers.insert(tombstone);
-    store.emit("customer.deleted", &customer, None, &call.cause);
-    Ok(json!({"id": call.id(), "object": "customer", "deleted": true}))
+    store.emit("customer.deleted", &customer, None, cause);
+    Ok(json!({"id": id, "object": "customer", "deleted": true}))
 }
 
 pub fn list(store: &mut Store, call: &Call<'_>) -> ApiResult<Value> {
     let p = call.params;
     let email = p.str("email")?;
+    let test_clock = p.str("test_clock")?.filter(|s| !s.is_empty());
     let created = created_filter(p)?;
     let page = Page::read(p)?;
-    p.finish(&["test_clock"])?;
+    p.finish(&[])?;
     let matching: Vec<Value> = store
         .customers
         .newest_first()
         .filter(|c| c["deleted"] != true)
         .filter(|c| email.as_deref().is_none_or(|e| c["email"] == e))
+        // Stripe lists a test clock's customers only when asked for that clock.
+        .filter(|c| match &test_clock {
+            Some(clock) => c["test_clock"] == clock.as_str(),
+            None => c["test_clock"].is_null(),
+        })
         .filter(|c| created.contains(c))
         .cloned()
         .collect();

@@ -35,14 +35,10 @@ pub fn list(store: &mut Store, call: &Call<'_>) -> ApiResult<Value> {
     let customer = p.str("customer")?;
     let subscription = p.str("subscription")?;
     let status = p.str("status")?;
+    let test_clock = p.str("test_clock")?.filter(|s| !s.is_empty());
     let created = created_filter(p)?;
     let page = Page::read(p)?;
-    p.finish(&[
-        "collection_method",
-        "due_date",
-        "test_clock",
-        "customer_account",
-    ])?;
+    p.finish(&["collection_method", "due_date", "customer_account"])?;
     if let Some(status) = &status {
         if !["draft", "open", "paid", "uncollectible", "void"].contains(&status.as_str()) {
             return Err(ApiError::invalid_value(
@@ -55,6 +51,10 @@ pub fn list(store: &mut Store, call: &Call<'_>) -> ApiResult<Value> {
         .invoices
         .newest_first()
         .filter(|i| customer.as_deref().is_none_or(|c| i["customer"] == c))
+        .filter(|i| match &test_clock {
+            Some(clock) => i["test_clock"] == clock.as_str(),
+            None => customer.is_some() || subscription.is_some() || i["test_clock"].is_null(),
+        })
         .filter(|i| {
             subscription
                 .as_deref()

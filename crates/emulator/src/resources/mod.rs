@@ -11,6 +11,7 @@ pub mod portal_sessions;
 pub mod prices;
 pub mod products;
 pub mod subscriptions;
+pub mod test_clocks;
 pub mod webhook_endpoints;
 
 use serde_json::{Map, Value};

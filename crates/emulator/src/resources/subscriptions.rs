@@ -18,7 +18,7 @@ use crate::billing::{customer_param, recurring_price};
 use crate::error::{ApiError, ApiResult};
 use crate::list::Page;
 use crate::params::Params;
-use crate::store::Store;
+use crate::store::{Cause, Store};
 
 const NOT_EMULATED: &[&str] = &[
     "add_invoice_items",
@@ -91,7 +91,7 @@ fn existing(store: &Store, id: &str) -> ApiResult<Value> {
 }
 
 /// `cancel_at`: a timestamp, `min_period_end`/`max_period_end`, or empty (clear).
-enum CancelAt {
+pub enum CancelAt {
     Clear,
     At(i64),
     MinPeriodEnd,
@@ -266,28 +266,58 @@ const PENDING_ALLOWED: &[&str] = &[
     "expand",
 ];
 
+/// An update, as the API or the portal asks for it.
+pub struct SubscriptionChange {
+    pub items: Vec<SentItem>,
+    pub proration_behavior: String,
+    pub proration_date: Option<i64>,
+    pub payment_behavior: String,
+    pub cancel_at_period_end: Option<bool>,
+    pub cancel_at: Option<CancelAt>,
+    pub metadata: Option<Vec<(String, String)>>,
+    pub default_payment_method: Option<String>,
+}
+
+impl SubscriptionChange {
+    /// A change that does nothing yet (the portal fills in one field).
+    pub fn none() -> Self {
+        Self {
+            items: Vec::new(),
+            proration_behavior: "create_prorations".into(),
+            proration_date: None,
+            payment_behavior: "allow_incomplete".into(),
+            cancel_at_period_end: None,
+            cancel_at: None,
+            metadata: None,
+            default_payment_method: None,
+        }
+    }
+}
+
 pub fn update(store: &mut Store, call: &Call<'_>) -> ApiResult<Value> {
     let p = call.params;
-    let edits = sent_items(p, "items")?;
-    let proration_behavior = one_of(
-        p,
-        "proration_behavior",
-        PRORATION_BEHAVIORS,
-        "create_prorations",
-    )?;
-    let proration_date = p.int("proration_date")?;
-    let payment_behavior = one_of(p, "payment_behavior", PAYMENT_BEHAVIORS, "allow_incomplete")?;
-    let cancel_at_period_end = p.bool("cancel_at_period_end")?;
-    let cancel_at = cancel_at_param(p)?;
-    let metadata = p.map("metadata")?;
-    let default_pm = p.str("default_payment_method")?;
+    let change = SubscriptionChange {
+        items: sent_items(p, "items")?,
+        proration_behavior: one_of(
+            p,
+            "proration_behavior",
+            PRORATION_BEHAVIORS,
+            "create_prorations",
+        )?,
+        proration_date: p.int("proration_date")?,
+        payment_behavior: one_of(p, "payment_behavior", PAYMENT_BEHAVIORS, "allow_incomplete")?,
+        cancel_at_period_end: p.bool("cancel_at_period_end")?,
+        cancel_at: cancel_at_param(p)?,
+        metadata: p.map("metadata")?,
+        default_payment_method: p.str("default_payment_method")?,
+    };
     let not_emulated: Vec<&str> = NOT_EMULATED
         .iter()
         .copied()
         .filter(|n| *n != "proration_behavior")
         .collect();
     p.finish(&not_emulated)?;
-    if payment_behavior == "pending_if_incomplete" {
+    if change.payment_behavior == "pending_if_incomplete" {
         if let Some(other) = p
             .pairs()
             .iter()
@@ -300,7 +330,18 @@ pub fn update(store: &mut Store, call: &Call<'_>) -> ApiResult<Value> {
             ));
         }
     }
-    let before = existing(store, call.id())?;
+    change_subscription(store, call.id(), change, &call.cause)
+}
+
+/// Applies an update: validates everything first, then changes the
+/// subscription, bills its items and emits the events.
+pub fn change_subscription(
+    store: &mut Store,
+    id: &str,
+    change: SubscriptionChange,
+    cause: &Cause,
+) -> ApiResult<Value> {
+    let before = existing(store, id)?;
     if has_ended(&before) {
         return Err(ApiError::state_conflict(
             "A canceled subscription can only update its cancellation_details.",
@@ -308,12 +349,12 @@ pub fn update(store: &mut Store, call: &Call<'_>) -> ApiResult<Value> {
     }
     let now = store.now();
     let mut after = before.clone();
-    let cancel_at_value = match &cancel_at {
+    let cancel_at_value = match &change.cancel_at {
         Some(c) => Some(resolve_cancel_at(&before, c, now)?),
         None => None,
     };
     let mut edits_resolved = Vec::new();
-    for (index, sent) in edits.into_iter().enumerate() {
+    for (index, sent) in change.items.into_iter().enumerate() {
         let SentItem {
             id,
             price,
@@ -335,17 +376,18 @@ pub fn update(store: &mut Store, call: &Call<'_>) -> ApiResult<Value> {
             deleted,
         });
     }
-    let change = ItemsChange {
+    let items_change = ItemsChange {
         edits: edits_resolved,
-        proration_behavior,
-        proration_date,
-        payment_behavior,
+        proration_behavior: change.proration_behavior,
+        proration_date: change.proration_date,
+        payment_behavior: change.payment_behavior,
     };
-    let planned = if change.edits.is_empty() {
+    let planned = if items_change.edits.is_empty() {
         None
     } else {
-        Some(plan_items(store, &before, &change)?)
+        Some(plan_items(store, &before, &items_change)?)
     };
+    let default_pm = change.default_payment_method;
     if let Some(pm) = default_pm.as_deref().filter(|pm| !pm.is_empty()) {
         check_attachable(store, pm, "default_payment_method")?;
     }
@@ -354,20 +396,15 @@ pub fn update(store: &mut Store, call: &Call<'_>) -> ApiResult<Value> {
     match default_pm {
         Some(pm) if pm.is_empty() => after["default_payment_method"] = Value::Null,
         Some(pm) => {
-            let id = resolve_payment_method(
-                store,
-                &pm,
-                &customer,
-                "default_payment_method",
-                &call.cause,
-            )?;
-            after["default_payment_method"] = json!(id);
+            let attached =
+                resolve_payment_method(store, &pm, &customer, "default_payment_method", cause)?;
+            after["default_payment_method"] = json!(attached);
         }
         None => {}
     }
-    after["metadata"] = merge_metadata(&before["metadata"], metadata);
+    after["metadata"] = merge_metadata(&before["metadata"], change.metadata);
     let (_, period_end) = current_period(&before);
-    if let Some(flag) = cancel_at_period_end {
+    if let Some(flag) = change.cancel_at_period_end {
         after["cancel_at_period_end"] = json!(flag);
         after["cancel_at"] = if flag { json!(period_end) } else { Value::Null };
     }
@@ -387,13 +424,13 @@ pub fn update(store: &mut Store, call: &Call<'_>) -> ApiResult<Value> {
     match planned {
         Some(planned) => {
             let mut staged = after.clone();
-            bill_items(store, &before, &mut staged, planned, &change, &call.cause)?;
-            existing(store, call.id())
+            bill_items(store, &before, &mut staged, planned, &items_change, cause)?;
+            existing(store, id)
         }
         None => {
             if after != before {
                 store.subscriptions.insert(after.clone());
-                emit_updated(store, &before, &after, &call.cause);
+                emit_updated(store, &before, &after, cause);
             }
             Ok(after)
         }
@@ -403,21 +440,46 @@ pub fn update(store: &mut Store, call: &Call<'_>) -> ApiResult<Value> {
 /// `DELETE /v1/subscriptions/:id`: cancels now.
 pub fn cancel(store: &mut Store, call: &Call<'_>) -> ApiResult<Value> {
     let p = call.params;
-    let invoice_now = p.bool("invoice_now")?.unwrap_or(false);
-    let prorate = p.bool("prorate")?.unwrap_or(false);
-    let comment = p.str("cancellation_details[comment]")?;
-    let feedback = p.str("cancellation_details[feedback]")?;
+    let cancellation = Cancellation {
+        invoice_now: p.bool("invoice_now")?.unwrap_or(false),
+        prorate: p.bool("prorate")?.unwrap_or(false),
+        comment: p
+            .str("cancellation_details[comment]")?
+            .filter(|c| !c.is_empty()),
+        feedback: p
+            .str("cancellation_details[feedback]")?
+            .filter(|f| !f.is_empty()),
+    };
     p.finish(&[])?;
-    let before = existing(store, call.id())?;
+    cancel_now(store, call.id(), &cancellation, &call.cause)
+}
+
+/// How an immediate cancellation settles.
+#[derive(Default)]
+pub struct Cancellation {
+    pub invoice_now: bool,
+    pub prorate: bool,
+    pub comment: Option<String>,
+    pub feedback: Option<String>,
+}
+
+/// Cancels now: `customer.subscription.deleted`, and with `invoice_now` a
+/// final invoice for what is pending.
+pub fn cancel_now(
+    store: &mut Store,
+    id: &str,
+    how: &Cancellation,
+    cause: &Cause,
+) -> ApiResult<Value> {
+    let before = existing(store, id)?;
     if has_ended(&before) {
         return Err(ApiError::state_conflict(format!(
-            "This subscription has already been canceled: {}",
-            call.id()
+            "This subscription has already been canceled: {id}"
         )));
     }
     let now = store.now();
     let customer = before["customer"].as_str().unwrap_or_default().to_owned();
-    if prorate && before["status"] == "active" {
+    if how.prorate && before["status"] == "active" {
         let (start, end) = current_period(&before);
         let fraction = crate::billing::periods::remaining_fraction(start, end, now);
         for item in items_of(&before) {
@@ -427,13 +489,7 @@ pub fn cancel(store: &mut Store, call: &Call<'_>) -> ApiResult<Value> {
             line.amount = -((amount as f64) * fraction).round() as i64;
             line.proration = true;
             line.description = format!("Unused time on {}", line.description);
-            crate::billing::invoicing::add_pending_item(
-                store,
-                &customer,
-                call.id(),
-                &line,
-                &call.cause,
-            );
+            crate::billing::invoicing::add_pending_item(store, &customer, id, &line, cause);
         }
     }
     let mut after = before.clone();
@@ -442,20 +498,20 @@ pub fn cancel(store: &mut Store, call: &Call<'_>) -> ApiResult<Value> {
     after["ended_at"] = json!(now);
     after["pending_update"] = Value::Null;
     after["cancellation_details"] = json!({
-        "comment": comment.filter(|c| !c.is_empty()),
-        "feedback": feedback.filter(|f| !f.is_empty()),
+        "comment": how.comment,
+        "feedback": how.feedback,
         "reason": "cancellation_requested",
     });
     store.subscriptions.insert(after.clone());
-    store.emit("customer.subscription.deleted", &after, None, &call.cause);
-    if invoice_now {
-        final_invoice(store, &after, call)?;
+    store.emit("customer.subscription.deleted", &after, None, cause);
+    if how.invoice_now {
+        final_invoice(store, &after, cause)?;
     }
     Ok(after)
 }
 
 /// `invoice_now`: what is pending on the subscription, invoiced and charged.
-fn final_invoice(store: &mut Store, subscription: &Value, call: &Call<'_>) -> ApiResult<()> {
+fn final_invoice(store: &mut Store, subscription: &Value, cause: &Cause) -> ApiResult<()> {
     let subscription_id = subscription["id"].as_str().unwrap_or_default().to_owned();
     let customer = subscription["customer"]
         .as_str()
@@ -481,8 +537,8 @@ fn final_invoice(store: &mut Store, subscription: &Value, call: &Call<'_>) -> Ap
         },
         Some(invoice_id.clone()),
     );
-    create_invoice(store, draft, &call.cause);
-    finalize_invoice(store, &invoice_id, &call.cause);
+    create_invoice(store, draft, cause);
+    finalize_invoice(store, &invoice_id, cause);
     let pm = payment_method_for(store, &customer, Some(subscription));
     attempt_payment(
         store,
@@ -493,7 +549,7 @@ fn final_invoice(store: &mut Store, subscription: &Value, call: &Call<'_>) -> Ap
             authenticated: false,
             automatic: true,
         },
-        &call.cause,
+        cause,
     );
     Ok(())
 }
@@ -519,10 +575,10 @@ pub fn list(store: &mut Store, call: &Call<'_>) -> ApiResult<Value> {
         "",
     )?;
     let price = p.str("price")?;
+    let test_clock = p.str("test_clock")?.filter(|s| !s.is_empty());
     let created = created_filter(p)?;
     let page = Page::read(p)?;
     p.finish(&[
-        "test_clock",
         "collection_method",
         "current_period_end",
         "current_period_start",
@@ -533,6 +589,11 @@ pub fn list(store: &mut Store, call: &Call<'_>) -> ApiResult<Value> {
         .subscriptions
         .newest_first()
         .filter(|s| customer.as_deref().is_none_or(|c| s["customer"] == c))
+        // A test clock's subscriptions show only when asked for by clock or customer.
+        .filter(|s| match &test_clock {
+            Some(clock) => s["test_clock"] == clock.as_str(),
+            None => customer.is_some() || s["test_clock"].is_null(),
+        })
         .filter(|s| match status.as_str() {
             "" => s["status"] != "canceled",
             "all" => true,
