@@ -3,7 +3,8 @@
 //! (`chaos: { duplicate: 0.5 }`) never silently turns a feature off.
 
 use kavachos_stripe_emulator::{
-    CatalogPrice, CatalogProduct, Chaos, EmulatorConfig, RetryPolicy, WebhookTarget,
+    BillingSettings, CatalogPrice, CatalogProduct, Chaos, EmulatorConfig, RetriesEnd, RetryPolicy,
+    WebhookTarget,
 };
 
 use crate::error::BillingError;
@@ -174,6 +175,45 @@ fn product(field: &str, value: &OptionValue) -> Result<CatalogProduct, BillingEr
     })
 }
 
+/// `billingMode` and `dunning`.
+fn billing_settings(entries: Entries<'_>) -> Result<BillingSettings, BillingError> {
+    let mut billing = BillingSettings::default();
+    if let Some(mode) = string("billingMode", get(entries, "billingMode"))? {
+        billing.billing_mode = mode;
+    }
+    if get(entries, "dunning").is_absent() {
+        return Ok(billing);
+    }
+    let dunning = object("dunning", get(entries, "dunning"))?;
+    only("dunning", dunning, &["retryDays", "whenRetriesEnd"])?;
+    if !get(dunning, "retryDays").is_absent() {
+        let mut days = Vec::new();
+        for (i, day) in array("dunning.retryDays", get(dunning, "retryDays"))?
+            .iter()
+            .enumerate()
+        {
+            let name = format!("dunning.retryDays[{i}]");
+            let value =
+                whole(&name, day, 1.0, 60.0)?.ok_or_else(|| wrong(&name, "a number", day))?;
+            days.push(value as i64);
+        }
+        billing.retry_days = days;
+    }
+    billing.when_retries_end =
+        match string("dunning.whenRetriesEnd", get(dunning, "whenRetriesEnd"))?.as_deref() {
+            None | Some("cancel") => RetriesEnd::Cancel,
+            Some("unpaid") => RetriesEnd::Unpaid,
+            Some("past_due") => RetriesEnd::PastDue,
+            Some(_) => {
+                return Err(BillingError::invalid_config(
+                    "dunning.whenRetriesEnd",
+                    "must be \"cancel\", \"unpaid\" or \"past_due\"",
+                ))
+            }
+        };
+    Ok(billing)
+}
+
 pub fn emulator_config(value: &OptionValue) -> Result<EmulatorConfig, BillingError> {
     let mut config = EmulatorConfig::default();
     let entries = match value {
@@ -190,6 +230,9 @@ pub fn emulator_config(value: &OptionValue) -> Result<EmulatorConfig, BillingErr
             "chaos",
             "apiVersion",
             "webhookRetry",
+            "state",
+            "billingMode",
+            "dunning",
         ],
     )?;
     if let Some(port) = whole("port", get(entries, "port"), 0.0, 65_535.0)? {
@@ -255,6 +298,13 @@ pub fn emulator_config(value: &OptionValue) -> Result<EmulatorConfig, BillingErr
         };
     }
     config.api_version = string("apiVersion", get(entries, "apiVersion"))?;
+    if let Some(path) = string("state", get(entries, "state"))? {
+        if path.trim().is_empty() {
+            return Err(BillingError::invalid_config("state", "must be a file path"));
+        }
+        config.state = Some(path.into());
+    }
+    config.billing = billing_settings(entries)?;
     config.validate().map_err(|error| match error {
         kavachos_stripe_emulator::EmulatorError::InvalidOption { option, message } => {
             BillingError::invalid_config(option, message)
