@@ -144,11 +144,12 @@ pub fn create(store: &mut Store, call: &Call<'_>) -> ApiResult<Value> {
     let payment_behavior = one_of(p, "payment_behavior", PAYMENT_BEHAVIORS, "allow_incomplete")?;
     let cancel_at_period_end = p.bool("cancel_at_period_end")?.unwrap_or(false);
     let cancel_at = cancel_at_param(p)?;
+    let default_mode = store.settings.billing_mode.clone();
     let billing_mode = one_of(
         p,
         "billing_mode[type]",
         &["classic", "flexible"],
-        "flexible",
+        &default_mode,
     )?;
     p.finish(NOT_EMULATED)?;
     if payment_behavior == "pending_if_incomplete" {
