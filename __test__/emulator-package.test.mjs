@@ -200,6 +200,38 @@ for (const kind of DATABASE_KINDS) {
       assert.ok(result.duplicates > 0)
     })
 
+    test('the portal cancels and resumes; a renewal fails, shows as a payment issue, is paid and recovers', { skip: !db }, async () => {
+      await db.insertUser('u_clock', 'clock@example.com')
+      const checkout = await call('POST', 'checkout', { user: 'u_clock', body: { plan: 'basic' } })
+      assert.equal((await submit(checkout.url, { card_number: '4242424242424242' })).status, 303)
+      await agrees('u_clock')
+      const portal = await call('POST', 'portal', { user: 'u_clock', body: { returnUrl: `${app.url}/account` } })
+      const { stored } = await agrees('u_clock')
+      assert.equal((await submit(portal.url, { action: 'cancel', subscription: stored.id })).status, 303)
+      await agrees('u_clock')
+      assert.equal((await call('GET', 'status', { user: 'u_clock' })).scheduledToCancel, true)
+      assert.equal((await submit(portal.url, { action: 'resume', subscription: stored.id })).status, 303)
+      await agrees('u_clock')
+      assert.equal((await call('GET', 'status', { user: 'u_clock' })).scheduledToCancel, false)
+
+      // A card that attaches but never pays, then the renewal.
+      assert.equal((await submit(`${portal.url}?action=card`, { card_number: '4000000000000341' })).status, 303)
+      const { truth } = await agrees('u_clock')
+      await emulator.advanceTime(truth.items.data[0].current_period_end - emulator.now() + 3600 + 60)
+      await agrees('u_clock')
+      const failing = await call('GET', 'status', { user: 'u_clock' })
+      assert.equal(failing.pastDue, true)
+      assert.ok(failing.paymentIssue, JSON.stringify(failing))
+      assert.ok(failing.paymentIssue.hostedInvoiceUrl.startsWith(`${emulator.apiBase}/invoice/in_`))
+      assert.equal(failing.paymentIssue.attemptCount, 1)
+      assert.equal((await submit(failing.paymentIssue.hostedInvoiceUrl, { card_number: '4242424242424242' })).status, 303)
+      await agrees('u_clock')
+      const recovered = await call('GET', 'status', { user: 'u_clock' })
+      assert.equal(recovered.pastDue, false)
+      assert.equal(recovered.paymentIssue, null)
+      assert.equal(recovered.status, 'active')
+    })
+
     test('invoices come from the emulator', { skip: !db }, async () => {
       const listed = await call('GET', 'invoices', { user: 'u_emu' })
       const { invoices } = listed
