@@ -8,12 +8,17 @@ const options: StripeEmulatorOptions = {
   catalog: [{ name: 'Team', prices: [{ id: 'price_team', unitAmount: 4900, interval: 'month' }, { unitAmount: 500, interval: null }] }],
   chaos: { duplicateRate: 0.2, reorderWindowMs: 300 },
   webhookRetry: { maxAttempts: 3 },
+  state: '.tmp/stripe-state.json',
+  billingMode: 'classic',
+  dunning: { retryDays: [1, 3], whenRetriesEnd: 'unpaid' },
 }
 
 export async function run(): Promise<string> {
   const emulator: StripeEmulator = await startStripeEmulator(options)
   const failed = emulator.deliveries().filter((attempt) => !attempt.succeeded)
-  const summary = `${emulator.apiBase} ${emulator.webhookSecret} ${emulator.dashboardUrl} ${failed.length}`
+  const later: number = await emulator.advanceTime(86_400)
+  await emulator.trigger('invoice.payment_failed', { email: 'a@example.com', metadata: { kavach_user_id: 'u1' } })
+  const summary = `${emulator.apiBase} ${emulator.webhookSecret} ${emulator.dashboardUrl} ${failed.length} ${later - emulator.now()}`
   await emulator.close()
   return summary
 }
@@ -21,3 +26,6 @@ export async function run(): Promise<string> {
 // @ts-expect-error chaos takes rates and windows, not booleans
 const wrong: StripeEmulatorOptions = { chaos: { duplicateRate: true } }
 void wrong
+// @ts-expect-error billing modes are classic or flexible
+const mode: StripeEmulatorOptions = { billingMode: 'hybrid' }
+void mode
