@@ -446,6 +446,12 @@ export declare function constructEvent(
  * Verifies `Stripe-Signature` over the raw payload and nothing else (no JSON
  * parsing). Throws an Error with a `signature_*` or `timestamp_out_of_tolerance` code.
  */
+/**
+ * The event types this package handles, in the order the README lists them: enable them on the
+ * webhook endpoint (`kavachos-stripe doctor --url` checks it).
+ */
+export declare const HANDLED_EVENT_TYPES: readonly string[]
+
 export declare function verifySignature(
   payload: Buffer | string,
   header: string,

@@ -258,4 +258,7 @@ function verifySignature(payload, header, secret, tolerance) {
   callSync(() => native.verifySignature(payload, header, secret, tolerance))
 }
 
-module.exports = { stripe, createStripeBilling, constructEvent, verifySignature, StripeApiError }
+/** The event types this package handles: what a webhook endpoint must send. */
+const HANDLED_EVENT_TYPES = Object.freeze(native.handledEventTypes())
+
+module.exports = { stripe, createStripeBilling, constructEvent, verifySignature, StripeApiError, HANDLED_EVENT_TYPES }

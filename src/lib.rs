@@ -4,12 +4,14 @@
 
 pub mod billing;
 pub mod binding;
+pub mod cli_binding;
 pub mod config;
 pub mod emulator_binding;
 pub mod emulator_options;
 pub mod error;
 pub mod events;
 pub mod http;
+pub mod ops;
 pub mod option_value;
 pub mod origin;
 pub mod store;

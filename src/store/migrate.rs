@@ -125,10 +125,18 @@ fn backfill_values(items: &str) -> (Option<String>, Option<i64>) {
     )
 }
 
-pub(super) async fn run(store: &Store) -> BillingResult<()> {
+/// Whether a migration may create `kavach_users`. A kavachOS app's host
+/// creates it with its own columns; only a standalone database gets it here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UsersTable {
+    CreateIfMissing,
+    MustExist,
+}
+
+pub(super) async fn run(store: &Store, users: UsersTable) -> BillingResult<()> {
     let mut attempt = 1;
     loop {
-        match run_once(store).await {
+        match run_once(store, users).await {
             Ok(()) => return Ok(()),
             Err(failure) if failure.transient && attempt < MIGRATION_ATTEMPTS => {
                 tokio::time::sleep(MIGRATION_RETRY_AFTER * attempt).await;
@@ -139,7 +147,7 @@ pub(super) async fn run(store: &Store) -> BillingResult<()> {
     }
 }
 
-async fn run_once(store: &Store) -> Result<(), MigrationFailure> {
+async fn run_once(store: &Store, users: UsersTable) -> Result<(), MigrationFailure> {
     let sql = store.sql;
     match &store.pool {
         DbPool::Postgres(pool) => {
@@ -152,7 +160,12 @@ async fn run_once(store: &Store) -> Result<(), MigrationFailure> {
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| failed("lock", e))?;
-            apply(sql, tx.acquire().await.map_err(|e| failed("lock", e))?).await?;
+            apply(
+                sql,
+                users,
+                tx.acquire().await.map_err(|e| failed("lock", e))?,
+            )
+            .await?;
             tx.commit().await.map_err(|e| failed("commit", e))
         }
         DbPool::MySql(pool) => {
@@ -170,7 +183,7 @@ async fn run_once(store: &Store) -> Result<(), MigrationFailure> {
                 ))
                 .into());
             }
-            let result = apply(sql, &mut *conn).await;
+            let result = apply(sql, users, &mut *conn).await;
             let unlock = sqlx::query("SELECT RELEASE_LOCK(?)")
                 .bind(MYSQL_LOCK_NAME)
                 .execute(&mut *conn)
@@ -187,7 +200,12 @@ async fn run_once(store: &Store) -> Result<(), MigrationFailure> {
                 .begin_with("BEGIN IMMEDIATE")
                 .await
                 .map_err(|e| failed("lock", e))?;
-            apply(sql, tx.acquire().await.map_err(|e| failed("lock", e))?).await?;
+            apply(
+                sql,
+                users,
+                tx.acquire().await.map_err(|e| failed("lock", e))?,
+            )
+            .await?;
             tx.commit().await.map_err(|e| failed("commit", e))
         }
     }
@@ -195,7 +213,11 @@ async fn run_once(store: &Store) -> Result<(), MigrationFailure> {
 
 /// Reads the current state and applies the plan on one connection (which
 /// holds the migration lock).
-async fn apply<'c, C>(sql: &Dialect, conn: &'c mut C) -> Result<(), MigrationFailure>
+async fn apply<'c, C>(
+    sql: &Dialect,
+    users: UsersTable,
+    conn: &'c mut C,
+) -> Result<(), MigrationFailure>
 where
     C: Connection,
     C::Database: sqlx::database::HasStatementCache,
@@ -236,6 +258,12 @@ where
         .await
         .and_then(|rows| rows.iter().map(|row| row.try_get(0)).collect())
         .map_err(|e| failed("read kavach_users columns", e))?;
+    if columns.is_empty() && users == UsersTable::MustExist {
+        return Err(BillingError::Migration(
+            "the table kavach_users does not exist: run the kavachOS app's own migrations first (its host creates kavach_users), or migrate with --standalone for a database this package owns".into(),
+        )
+        .into());
+    }
     let subscription_columns: Vec<String> = sqlx::query(sql.subscription_columns)
         .persistent(false)
         .fetch_all(&mut *conn)

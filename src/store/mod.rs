@@ -4,7 +4,7 @@
 
 mod dialect;
 mod event_write;
-mod migrate;
+pub mod migrate;
 mod mysql_batch;
 mod postgres_batch;
 mod server_writer;
@@ -292,7 +292,25 @@ impl Store {
 
     /// Creates or upgrades the schema; safe when several processes start at once.
     pub async fn migrate(&self) -> BillingResult<()> {
-        migrate::run(self).await
+        migrate::run(self, migrate::UsersTable::CreateIfMissing).await
+    }
+
+    /// `migrate`, choosing whether `kavach_users` may be created.
+    pub async fn migrate_with(&self, users: migrate::UsersTable) -> BillingResult<()> {
+        migrate::run(self, users).await
+    }
+
+    /// The schema version recorded in the database (0 before any migration).
+    pub async fn schema_version(&self) -> BillingResult<i64> {
+        let version = dispatch!(self, pool => {
+            sqlx::query(self.sql.schema_version)
+                .persistent(false)
+                .fetch_one(pool)
+                .await
+                .and_then(|row| row.try_get::<i64, _>(0))
+        });
+        // No schema table yet: nothing was ever migrated.
+        Ok(version.unwrap_or(0))
     }
 
     pub async fn find_user(&self, user_id: &str) -> BillingResult<Option<UserRecord>> {

@@ -71,7 +71,7 @@ fn random_unit() -> f64 {
 static INSTALL_CRYPTO: Once = Once::new();
 
 /// The TLS stack is rustls on ring; the provider is process-wide.
-fn install_crypto_provider() {
+pub fn install_crypto_provider() {
     INSTALL_CRYPTO.call_once(|| {
         // Err means another library in the process installed one first: fine.
         let _ = rustls::crypto::ring::default_provider().install_default();

@@ -5,7 +5,8 @@ mod error;
 mod form;
 
 pub use client::{
-    derived_idempotency_key, hex, random_idempotency_key, StripeClient, StripeResponse,
+    derived_idempotency_key, hex, install_crypto_provider, random_idempotency_key, StripeClient,
+    StripeResponse,
 };
 pub use error::StripeApiError;
 pub use form::FormBody;

@@ -94,6 +94,7 @@ pub async fn serve(
     let authorization = header(&request, "authorization").map(str::to_owned);
     let stripe_version = header(&request, "stripe-version").map(str::to_owned);
     let idempotency_key = header(&request, "idempotency-key").map(str::to_owned);
+    let wants_json = header(&request, "accept").is_some_and(|a| a.contains("application/json"));
     let body = match Limited::new(request.into_body(), MAX_BODY).collect().await {
         Ok(collected) => String::from_utf8_lossy(&collected.to_bytes()).into_owned(),
         Err(_) => {
@@ -147,9 +148,11 @@ pub async fn serve(
             }
             ("GET", ["_emulator"]) => pages::dashboard::page(&store, None),
             ("GET", ["_emulator", "deliveries"]) => pages::dashboard::deliveries_json(&store),
-            ("POST", ["_emulator", "advance"]) => pages::dashboard::advance(&mut store, &body),
+            ("POST", ["_emulator", "advance"]) => {
+                pages::dashboard::advance(&mut store, &body, wants_json)
+            }
             ("POST", ["_emulator", "trigger"]) => {
-                pages::dashboard::trigger_event(&mut store, &body)
+                pages::dashboard::trigger_event(&mut store, &body, wants_json)
             }
             ("POST", ["_emulator", "events", id, "resend"]) => {
                 pages::dashboard::resend(&mut store, id)

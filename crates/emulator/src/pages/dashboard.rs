@@ -147,40 +147,76 @@ pub fn page(store: &Store, error: Option<&str>) -> Page {
     )
 }
 
-/// `POST /_emulator/advance` (`seconds` or `custom`).
-pub fn advance(store: &mut Store, body: &str) -> Page {
+fn json_answer(status: u16, body: serde_json::Value) -> Page {
+    Page {
+        status,
+        content_type: "application/json",
+        body: body.to_string(),
+        location: None,
+    }
+}
+
+/// `POST /_emulator/advance` (`seconds` or `custom`). With `json`, answers
+/// `{"now": ...}` instead of going back to the dashboard.
+pub fn advance(store: &mut Store, body: &str, json: bool) -> Page {
     let fields = form_fields(body);
     let seconds = field(&fields, "custom")
         .filter(|s| !s.is_empty())
         .or(field(&fields, "seconds"))
         .and_then(|s| s.parse::<i64>().ok())
         .filter(|s| (1..=5 * 365 * 86_400).contains(s));
-    match seconds {
-        Some(seconds) => {
-            let target = store.now() + seconds;
-            run_until(store, target);
-            Page::redirect("/_emulator".into())
-        }
-        None => page(
-            store,
-            Some("Advance by a whole number of seconds, from 1 to five years."),
-        ),
+    let Some(seconds) = seconds else {
+        let message = "Advance by a whole number of seconds, from 1 to five years.";
+        return if json {
+            json_answer(400, serde_json::json!({"error": {"message": message}}))
+        } else {
+            page(store, Some(message))
+        };
+    };
+    let target = store.now() + seconds;
+    run_until(store, target);
+    if json {
+        json_answer(200, serde_json::json!({"now": store.now()}))
+    } else {
+        Page::redirect("/_emulator".into())
     }
 }
 
-/// `POST /_emulator/trigger` (`type`, optional `email`).
-pub fn trigger_event(store: &mut Store, body: &str) -> Page {
+/// `POST /_emulator/trigger`: `type`, and `customer` or `email` and
+/// `metadata[key]` for a new customer. With `json`, answers JSON.
+pub fn trigger_event(store: &mut Store, body: &str, json: bool) -> Page {
     let fields = form_fields(body);
     let kind = field(&fields, "type").unwrap_or_default().to_owned();
     let target = TriggerFor {
+        customer: field(&fields, "customer")
+            .filter(|c| !c.is_empty())
+            .map(str::to_owned),
         email: field(&fields, "email")
             .filter(|e| !e.is_empty())
             .map(str::to_owned),
-        ..TriggerFor::default()
+        metadata: fields
+            .iter()
+            .filter_map(|(k, v)| {
+                k.strip_prefix("metadata[")
+                    .and_then(|rest| rest.strip_suffix(']'))
+                    .map(|key| (key.to_owned(), v.clone()))
+            })
+            .collect(),
     };
-    match trigger(store, &kind, &target) {
-        Ok(()) => Page::redirect("/_emulator".into()),
-        Err(error) => page(store, Some(&error.message)),
+    let mark = store.events.len();
+    match (trigger(store, &kind, &target), json) {
+        (Ok(()), false) => Page::redirect("/_emulator".into()),
+        (Ok(()), true) => {
+            let emitted: Vec<serde_json::Value> = store
+                .events
+                .oldest_first()
+                .skip(mark)
+                .map(|e| serde_json::json!({"id": e["id"], "type": e["type"]}))
+                .collect();
+            json_answer(200, serde_json::json!({"type": kind, "events": emitted}))
+        }
+        (Err(error), false) => page(store, Some(&error.message)),
+        (Err(error), true) => json_answer(error.status, error.to_json("req_trigger")),
     }
 }
 
