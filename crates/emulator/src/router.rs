@@ -71,6 +71,8 @@ fn route(method: &str, path: &str) -> Option<(Handler, Option<String>)> {
         ("POST", ["invoices", "create_preview"]) => (invoices::create_preview, None),
         ("GET", ["invoices", i]) => (invoices::retrieve, id(i)),
         ("POST", ["invoices", i, "pay"]) => (invoices::pay, id(i)),
+        ("POST", ["invoices", i, "void"]) => (invoices::void, id(i)),
+        ("POST", ["invoices", i, "mark_uncollectible"]) => (invoices::mark_uncollectible, id(i)),
         ("GET", ["events"]) => (events::list, None),
         ("GET", ["events", e]) => (events::retrieve, id(e)),
         ("POST", ["test_helpers", "test_clocks"]) => (test_clocks::create, None),

@@ -39,6 +39,7 @@ pub const TRIGGERABLE: &[&str] = &[
     "invoice.payment_failed",
     "invoice.payment_action_required",
     "invoice.voided",
+    "invoice.marked_uncollectible",
 ];
 
 /// Whose event it is: an existing customer, or a new one with this email
@@ -289,6 +290,16 @@ pub fn trigger(store: &mut Store, kind: &str, target: &TriggerFor) -> ApiResult<
             };
             let customer = customer_with_card(store, target, card, &cause)?;
             subscribe(store, &customer, target, None, &cause)?;
+        }
+        "invoice.marked_uncollectible" => {
+            // A renewal-like failure: the first payment fails, the invoice stays open.
+            let customer = customer_with_card(store, target, "pm_card_chargeCustomerFail", &cause)?;
+            let sub = subscribe(store, &customer, target, None, &cause)?;
+            let invoice = sub["latest_invoice"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            crate::resources::invoices::mark_invoice_uncollectible(store, &invoice, &cause)?;
         }
         "invoice.voided" => {
             pending_change(store, target, &cause)?;

@@ -154,7 +154,7 @@ fn perform(store: &mut Store, due: Due, cause: &Cause) {
     }
 }
 
-fn void_invoice(store: &mut Store, id: &str, cause: &Cause) {
+pub fn void_invoice(store: &mut Store, id: &str, cause: &Cause) {
     let now = store.now();
     let Some(invoice) = store.invoices.get_mut(id) else {
         return;

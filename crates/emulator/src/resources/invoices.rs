@@ -340,3 +340,48 @@ pub fn create_preview(store: &mut Store, call: &Call<'_>) -> ApiResult<Value> {
     }
     Ok(preview)
 }
+
+/// `POST /v1/invoices/:id/void`: open (or uncollectible) -> void.
+pub fn void(store: &mut Store, call: &Call<'_>) -> ApiResult<Value> {
+    call.params.finish(&[])?;
+    let invoice = existing(store, call.id())?;
+    if !matches!(invoice["status"].as_str(), Some("open" | "uncollectible")) {
+        return Err(ApiError::state_conflict(format!(
+            "You can only void an open or uncollectible invoice; this one is {}.",
+            invoice["status"].as_str().unwrap_or_default()
+        )));
+    }
+    if invoice["status"] == "uncollectible" {
+        if let Some(stored) = store.invoices.get_mut(call.id()) {
+            stored["status"] = json!("open");
+        }
+    }
+    crate::billing::schedule::void_invoice(store, call.id(), &call.cause);
+    existing(store, call.id())
+}
+
+/// `POST /v1/invoices/:id/mark_uncollectible`: open -> uncollectible.
+pub fn mark_uncollectible(store: &mut Store, call: &Call<'_>) -> ApiResult<Value> {
+    call.params.finish(&[])?;
+    mark_invoice_uncollectible(store, call.id(), &call.cause)
+}
+
+pub fn mark_invoice_uncollectible(store: &mut Store, id: &str, cause: &Cause) -> ApiResult<Value> {
+    let now = store.now();
+    let invoice = store
+        .invoices
+        .get_mut(id)
+        .ok_or_else(|| ApiError::no_such("invoice", id))?;
+    if invoice["status"] != "open" {
+        return Err(ApiError::state_conflict(format!(
+            "You can only mark an open invoice as uncollectible; this one is {}.",
+            invoice["status"].as_str().unwrap_or_default()
+        )));
+    }
+    invoice["status"] = json!("uncollectible");
+    invoice["next_payment_attempt"] = Value::Null;
+    invoice["status_transitions"]["marked_uncollectible_at"] = json!(now);
+    let snapshot = invoice.clone();
+    store.emit("invoice.marked_uncollectible", &snapshot, None, cause);
+    Ok(snapshot)
+}
