@@ -396,6 +396,13 @@ export interface KavachStripePlugin {
 /** The kavachOS plugin. Throws `invalid_config` synchronously on a bad option. */
 export declare function stripe(options: StripePluginOptions): KavachStripePlugin
 
+/**
+ * The plugin's API in a kavachOS app, typed: `getStripe(kavach)` is
+ * `kavach.plugins.getContext().stripe` (which kavachOS types as `unknown`). Throws
+ * `plugin_not_registered` when `stripe()` is not among the app's plugins.
+ */
+export declare function getStripe(kavach: { plugins: { getContext(): Record<string, unknown> } }): StripeBillingApi
+
 export interface StripeBillingOptions extends StripePluginOptions {
   database: DatabaseConfig
   /** Resolves the signed-in user; without it the authenticated routes answer 401. */

@@ -258,7 +258,16 @@ function verifySignature(payload, header, secret, tolerance) {
   callSync(() => native.verifySignature(payload, header, secret, tolerance))
 }
 
+/** The plugin's API in a kavachOS app (`getContext().stripe`), or a clear error. */
+function getStripe(kavach) {
+  const api = kavach?.plugins?.getContext?.()?.stripe
+  if (!api || typeof api.createCheckoutSession !== 'function') {
+    throw Object.assign(new Error('kavachos-stripe is not registered: add stripe({ ... }) to createKavach({ plugins: [...] })'), { code: 'plugin_not_registered' })
+  }
+  return api
+}
+
 /** The event types this package handles: what a webhook endpoint must send. */
 const HANDLED_EVENT_TYPES = Object.freeze(native.handledEventTypes())
 
-module.exports = { stripe, createStripeBilling, constructEvent, verifySignature, StripeApiError, HANDLED_EVENT_TYPES }
+module.exports = { stripe, getStripe, createStripeBilling, constructEvent, verifySignature, StripeApiError, HANDLED_EVENT_TYPES }
