@@ -2,7 +2,7 @@
 // `kavachos-stripe/emulator`: a local, stateful Stripe. The emulator is Rust
 // (crates/emulator); this file only shapes its handle for JavaScript.
 
-const native = require('./binding.js')
+const native = require('./native.js')
 
 function rebuildError(error) {
   let document

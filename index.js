@@ -3,7 +3,7 @@
 // native core and rebuilds its errors as `Error` objects. Everything that
 // decides anything lives in Rust (src/).
 
-const native = require('./binding.js')
+const native = require('./native.js')
 
 /** An error Stripe answered with (a 4xx/5xx from its API). */
 class StripeApiError extends Error {

@@ -6,7 +6,7 @@
 
 const fs = require('node:fs')
 const { parseArgs } = require('node:util')
-const native = require('../binding.js')
+const native = require('../native.js')
 const { startStripeEmulator } = require('../emulator.js')
 const { createStripeBilling } = require('../index.js')
 
