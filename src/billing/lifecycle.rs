@@ -192,7 +192,8 @@ impl BillingService {
         let now = chrono::Utc::now().timestamp();
         let token = random_idempotency_key();
         let ledger_id = format!("kavach_app_{}", token.trim_start_matches("kavach-"));
-        self.store
+        let claimed = self
+            .store
             .claim_event(
                 &ledger_id,
                 &format!("app.{action}"),
@@ -200,7 +201,12 @@ impl BillingService {
                 now,
                 LEASE_SECS,
             )
-            .await?;
+            .await;
+        if let Err(error) = claimed {
+            // The claim may have committed before its answer was lost.
+            self.release_claim(&ledger_id).await;
+            return Err(error);
+        }
         let write = SubscriptionWrite {
             event_id: &ledger_id,
             event_created: as_of.unwrap_or(0),
@@ -215,7 +221,7 @@ impl BillingService {
             Ok(outcome) => outcome,
             Err(error) => {
                 // Nothing was stored: the claim must not stay behind.
-                let _ = self.store.release_event(&ledger_id).await;
+                self.release_claim(&ledger_id).await;
                 return Err(error);
             }
         };
@@ -230,6 +236,19 @@ impl BillingService {
             outcome => Err(BillingError::Internal(format!(
                 "a subscription Stripe returned was not stored ({outcome:?})"
             ))),
+        }
+    }
+
+    /// Releases an app call's claim. Unlike a webhook's, no redelivery
+    /// comes back to take it over, so a lost connection is retried (six
+    /// attempts over about 5 s, as migrations do) rather than leaving the row
+    /// `processing`.
+    async fn release_claim(&self, ledger_id: &str) {
+        for attempt in 1..=6u64 {
+            if self.store.release_event(ledger_id).await.is_ok() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(250 * attempt)).await;
         }
     }
 
