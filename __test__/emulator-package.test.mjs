@@ -8,6 +8,7 @@ import assert from 'node:assert/strict'
 import Stripe from 'stripe'
 import { stripe as stripePlugin } from '../index.js'
 import { startStripeEmulator } from '../emulator.js'
+import { submit } from './helpers/emulator-client.mjs'
 import { createHost } from './helpers/host.mjs'
 import { serveHost, settled } from './helpers/app-server.mjs'
 import { DATABASE_KINDS, openDatabase } from './helpers/databases.mjs'
@@ -39,7 +40,6 @@ for (const kind of DATABASE_KINDS) {
       assert.ok(response.status < 300, `${method} ${path}: ${response.status} ${JSON.stringify(json)}`)
       return json
     }
-    const submit = (url, form) => fetch(url, { method: 'POST', body: new URLSearchParams(form), redirect: 'manual' })
     /** The stored subscription agrees with the emulator's. */
     const agrees = async (userId) => {
       await settled(emulator)

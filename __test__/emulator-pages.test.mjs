@@ -3,15 +3,14 @@
 // billing, resume, a new card), and the dashboard's buttons.
 import { after, before, describe, test } from 'node:test'
 import assert from 'node:assert/strict'
-import Stripe from 'stripe'
 import { startStripeEmulator } from '../emulator.js'
+import { stripeFor, submit } from './helpers/emulator-client.mjs'
 import { HANDLED_EVENT_TYPES } from '../index.js'
 
 const KEY = 'sk_test_emulator_pages_suite'
 const DAY = 86_400
 const HOUR = 3600
-const sdkFor = (emulator) => new Stripe(KEY, { host: '127.0.0.1', port: emulator.port, protocol: 'http', maxNetworkRetries: 0 })
-const submit = (url, form) => fetch(url, { method: 'POST', body: new URLSearchParams(form), redirect: 'manual' })
+const sdkFor = (emulator) => stripeFor(emulator, KEY)
 
 describe('hosted Checkout with each test card', () => {
   let emulator

@@ -8,15 +8,14 @@ import assert from 'node:assert/strict'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import Stripe from 'stripe'
 import { startStripeEmulator } from '../emulator.js'
+import { stripeFor, submit } from './helpers/emulator-client.mjs'
 
 const KEY = 'sk_test_emulator_time_suite'
 const DAY = 86_400
 const HOUR = 3600
 
-const sdkFor = (emulator) => new Stripe(KEY, { host: '127.0.0.1', port: emulator.port, protocol: 'http', maxNetworkRetries: 0 })
-const submit = (url, form) => fetch(url, { method: 'POST', body: new URLSearchParams(form), redirect: 'manual' })
+const sdkFor = (emulator) => stripeFor(emulator, KEY)
 /** Event types emitted after `mark` (oldest first), for one object id if given. */
 async function eventsSince(sdk, mark, objectId) {
   const all = []

@@ -10,8 +10,7 @@ use crate::billing::subscription_object::{has_ended, NewSubscription};
 use crate::billing::subscription_start::{start_subscription, StartSpec, StartedBy};
 use crate::cards::card_by_token;
 use crate::error::{ApiError, ApiResult};
-use crate::ids::new_id;
-use crate::resources::customers::{delete_customer, new_customer};
+use crate::resources::customers::{add_customer, delete_customer, set_default_card};
 use crate::resources::invoices::pay_invoice;
 use crate::resources::payment_methods::attach_new_card;
 use crate::resources::subscriptions::{
@@ -72,49 +71,13 @@ fn customer_with_card(
             crate::billing::customer_param(store, id, "customer")?;
             id.clone()
         }
-        None => {
-            let id = new_id("cus");
-            let mut customer = new_customer(&id, target.email.as_deref(), store.now());
-            customer["metadata"] = Value::Object(metadata(target));
-            store.customers.insert(customer.clone());
-            store.emit("customer.created", &customer, None, cause);
-            id
-        }
+        None => add_customer(store, target.email.as_deref(), metadata(target), cause),
     };
     let card =
         card_by_token(card).ok_or_else(|| ApiError::invalid_request("unknown test card", None))?;
     let pm = attach_new_card(store, card, &id, cause)?;
     set_default_card(store, &id, &pm, cause);
     Ok(id)
-}
-
-fn set_default_card(store: &mut Store, customer: &str, pm: &str, cause: &Cause) {
-    let Some(before) = store.customers.get(customer).cloned() else {
-        return;
-    };
-    let mut after = before.clone();
-    after["invoice_settings"]["default_payment_method"] = json!(pm);
-    store.customers.insert(after.clone());
-    store.emit(
-        "customer.updated",
-        &after,
-        Some(Store::changed_fields(&before, &after)),
-        cause,
-    );
-    // The customer's live subscriptions charge the new card too.
-    let live: Vec<String> = store
-        .subscriptions
-        .oldest_first()
-        .filter(|s| {
-            s["customer"] == customer && !has_ended(s) && !s["default_payment_method"].is_null()
-        })
-        .filter_map(|s| s["id"].as_str().map(str::to_owned))
-        .collect();
-    for id in live {
-        let mut change = SubscriptionChange::none();
-        change.default_payment_method = Some(pm.to_owned());
-        let _ = change_subscription(store, &id, change, cause);
-    }
 }
 
 /// The first recurring prices of the catalog (two, for plan changes).
@@ -237,11 +200,7 @@ pub fn trigger(store: &mut Store, kind: &str, target: &TriggerFor) -> ApiResult<
     let cause = Cause::default();
     match kind {
         "customer.created" => {
-            let id = new_id("cus");
-            let mut customer = new_customer(&id, target.email.as_deref(), store.now());
-            customer["metadata"] = Value::Object(metadata(target));
-            store.customers.insert(customer.clone());
-            store.emit("customer.created", &customer, None, &cause);
+            add_customer(store, target.email.as_deref(), metadata(target), &cause);
         }
         "customer.updated" => {
             customer_with_card(store, target, "pm_card_visa", &cause)?;

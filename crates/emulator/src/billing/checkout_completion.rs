@@ -8,9 +8,9 @@ use super::subscription_object::NewSubscription;
 use super::subscription_start::{start_subscription, StartSpec, StartedBy};
 use crate::cards::{card_by_number, charge, new_payment_method, ChargeOutcome};
 use crate::error::{ApiError, ApiResult};
-use crate::ids::{new_id, random_token};
+use crate::ids::random_token;
 use crate::resources::checkout_sessions::expire_session;
-use crate::resources::customers::new_customer;
+use crate::resources::customers::add_customer;
 use crate::resources::payment_methods::attach_new_card;
 use crate::store::{Cause, Store};
 
@@ -88,7 +88,12 @@ pub fn complete_checkout(
     let customer = match session["customer"].as_str() {
         Some(id) => Some(id.to_owned()),
         None if mode == "payment" => None,
-        None => Some(create_customer(store, email.as_deref(), cause)),
+        None => Some(add_customer(
+            store,
+            email.as_deref(),
+            Default::default(),
+            cause,
+        )),
     };
     let mut completed = session.clone();
     completed["customer"] = json!(customer);
@@ -148,12 +153,4 @@ pub fn complete_checkout(
         .as_str()
         .map(|url| url.replace("{CHECKOUT_SESSION_ID}", session_id));
     Ok(CheckoutOutcome::Completed { redirect })
-}
-
-fn create_customer(store: &mut Store, email: Option<&str>, cause: &Cause) -> String {
-    let id = new_id("cus");
-    let customer = new_customer(&id, email, store.now());
-    store.customers.insert(customer.clone());
-    store.emit("customer.created", &customer, None, cause);
-    id
 }

@@ -24,6 +24,33 @@ pub struct ItemEdit {
     pub deleted: bool,
 }
 
+/// Items as sent (`{prefix}[n][id|price|quantity|deleted]`) with their
+/// prices looked up; a missing or one-time price is refused by its name.
+pub fn resolve_item_edits(
+    store: &Store,
+    sent: Vec<crate::resources::SentItem>,
+    prefix: &str,
+) -> ApiResult<Vec<ItemEdit>> {
+    let mut edits = Vec::new();
+    for (index, item) in sent.into_iter().enumerate() {
+        let price = match item.price {
+            Some(price) => Some(crate::billing::recurring_price(
+                store,
+                &price,
+                &format!("{prefix}[{index}][price]"),
+            )?),
+            None => None,
+        };
+        edits.push(ItemEdit {
+            id: item.id,
+            price,
+            quantity: item.quantity,
+            deleted: item.deleted,
+        });
+    }
+    Ok(edits)
+}
+
 /// What the update asks of the items and their billing.
 pub struct ItemsChange {
     pub edits: Vec<ItemEdit>,

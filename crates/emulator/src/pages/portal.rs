@@ -9,6 +9,7 @@ use super::{card_form, date, escape, field, form_fields, money, Page};
 use crate::billing::subscription_object::{current_period, has_ended};
 use crate::cards::card_by_number;
 use crate::error::{ApiError, ApiResult};
+use crate::resources::customers::set_default_card;
 use crate::resources::payment_methods::attach_new_card;
 use crate::resources::subscriptions::{change_subscription, CancelAt, SubscriptionChange};
 use crate::resources::SentItem;
@@ -177,7 +178,7 @@ fn act(
         let card = card_by_number(field(fields, "card_number").unwrap_or_default())?;
         crate::cards::new_payment_method(card, None, 0)?;
         let pm = attach_new_card(store, card, customer, &cause)?;
-        set_customer_card(store, customer, &pm, &cause);
+        set_default_card(store, customer, &pm, &cause);
         return Ok(());
     }
     let id = field(fields, "subscription").unwrap_or_default().to_owned();
@@ -216,35 +217,6 @@ fn act(
         }
     }
     change_subscription(store, &id, change, &cause).map(|_| ())
-}
-
-/// A new default card: on the customer and on its live subscriptions.
-fn set_customer_card(store: &mut Store, customer: &str, pm: &str, cause: &Cause) {
-    let Some(before) = store.customers.get(customer).cloned() else {
-        return;
-    };
-    let mut after = before.clone();
-    after["invoice_settings"]["default_payment_method"] = serde_json::json!(pm);
-    store.customers.insert(after.clone());
-    store.emit(
-        "customer.updated",
-        &after,
-        Some(Store::changed_fields(&before, &after)),
-        cause,
-    );
-    let live: Vec<String> = store
-        .subscriptions
-        .oldest_first()
-        .filter(|s| {
-            s["customer"] == customer && !has_ended(s) && !s["default_payment_method"].is_null()
-        })
-        .filter_map(|s| s["id"].as_str().map(str::to_owned))
-        .collect();
-    for id in live {
-        let mut change = SubscriptionChange::none();
-        change.default_payment_method = Some(pm.to_owned());
-        let _ = change_subscription(store, &id, change, cause);
-    }
 }
 
 /// `GET|POST /portal/:id`.

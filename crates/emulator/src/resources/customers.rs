@@ -3,6 +3,7 @@
 use serde_json::{json, Value};
 
 use super::payment_methods::{check_attachable, resolve_payment_method};
+use super::subscriptions::{change_subscription, SubscriptionChange};
 use super::{created_filter, merge_metadata, Call};
 use crate::billing::subscription_object::has_ended;
 use crate::error::{ApiError, ApiResult};
@@ -95,7 +96,7 @@ pub fn create(store: &mut Store, call: &Call<'_>) -> ApiResult<Value> {
     if let Some(pm) = payment_method {
         let attached = resolve_payment_method(store, &pm, &id, "payment_method", &call.cause)?;
         if default_pm.is_some() {
-            set_default_payment_method(store, &id, &attached, &call.cause);
+            set_default_card(store, &id, &attached, &call.cause);
         }
     }
     live(store, &id)
@@ -133,12 +134,10 @@ pub fn new_customer(id: &str, email: Option<&str>, now: i64) -> Value {
     })
 }
 
-fn set_default_payment_method(
-    store: &mut Store,
-    customer: &str,
-    pm: &str,
-    cause: &crate::store::Cause,
-) {
+/// A new default card: on the customer, and on its live subscriptions that
+/// name a card of their own (Stripe charges those first). Used by customer
+/// creation, the portal's card update and triggers.
+pub fn set_default_card(store: &mut Store, customer: &str, pm: &str, cause: &Cause) {
     let Some(before) = store.customers.get(customer).cloned() else {
         return;
     };
@@ -151,6 +150,35 @@ fn set_default_payment_method(
         Some(Store::changed_fields(&before, &after)),
         cause,
     );
+    let live: Vec<String> = store
+        .subscriptions
+        .oldest_first()
+        .filter(|s| {
+            s["customer"] == customer && !has_ended(s) && !s["default_payment_method"].is_null()
+        })
+        .filter_map(|s| s["id"].as_str().map(str::to_owned))
+        .collect();
+    for id in live {
+        let mut change = SubscriptionChange::none();
+        change.default_payment_method = Some(pm.to_owned());
+        let _ = change_subscription(store, &id, change, cause);
+    }
+}
+
+/// A customer made outside the API (Checkout, triggers): stored, with
+/// `customer.created`.
+pub fn add_customer(
+    store: &mut Store,
+    email: Option<&str>,
+    metadata: serde_json::Map<String, Value>,
+    cause: &Cause,
+) -> String {
+    let id = new_id("cus");
+    let mut customer = new_customer(&id, email, store.now());
+    customer["metadata"] = Value::Object(metadata);
+    store.customers.insert(customer.clone());
+    store.emit("customer.created", &customer, None, cause);
+    id
 }
 
 pub fn retrieve(store: &mut Store, call: &Call<'_>) -> ApiResult<Value> {

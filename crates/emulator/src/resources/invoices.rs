@@ -3,15 +3,15 @@
 use serde_json::{json, Value};
 
 use super::payment_methods::{check_attachable, resolve_payment_method};
-use super::{created_filter, sent_items, Call, SentItem};
+use super::{created_filter, sent_items, Call};
+use crate::billing::customer_param;
 use crate::billing::invoicing::{build_invoice, finalize_invoice, period_line, Line, NewInvoice};
 use crate::billing::payments::{
     attempt_payment, payment_method_for, settle_subscription, Attempt, PaymentResult,
 };
 use crate::billing::periods::period_end;
 use crate::billing::subscription_object::current_period;
-use crate::billing::subscription_update::{plan_items, ItemEdit, ItemsChange};
-use crate::billing::{customer_param, recurring_price};
+use crate::billing::subscription_update::{plan_items, resolve_item_edits, ItemsChange};
 use crate::error::{ApiError, ApiResult};
 use crate::ids::random_token;
 use crate::list::Page;
@@ -252,29 +252,7 @@ pub fn create_preview(store: &mut Store, call: &Call<'_>) -> ApiResult<Value> {
             Some("subscription_details[proration_date]".into()),
         ));
     }
-    let mut item_edits = Vec::new();
-    for (index, sent) in edits.into_iter().enumerate() {
-        let SentItem {
-            id,
-            price,
-            quantity,
-            deleted,
-        } = sent;
-        let price = match price {
-            Some(price) => Some(recurring_price(
-                store,
-                &price,
-                &format!("subscription_details[items][{index}][price]"),
-            )?),
-            None => None,
-        };
-        item_edits.push(ItemEdit {
-            id,
-            price,
-            quantity,
-            deleted,
-        });
-    }
+    let item_edits = resolve_item_edits(store, edits, "subscription_details[items]")?;
     let change = ItemsChange {
         edits: item_edits,
         proration_behavior: proration_behavior.clone(),

@@ -12,7 +12,7 @@ use crate::billing::payments::{attempt_payment, payment_method_for, Attempt};
 use crate::billing::subscription_object::{current_period, has_ended, items_of, NewSubscription};
 use crate::billing::subscription_start::{start_subscription, StartSpec, StartedBy};
 use crate::billing::subscription_update::{
-    bill_items, emit_updated, plan_items, ItemEdit, ItemsChange,
+    bill_items, emit_updated, plan_items, resolve_item_edits, ItemsChange,
 };
 use crate::billing::{customer_param, recurring_price};
 use crate::error::{ApiError, ApiResult};
@@ -354,29 +354,7 @@ pub fn change_subscription(
         Some(c) => Some(resolve_cancel_at(&before, c, now)?),
         None => None,
     };
-    let mut edits_resolved = Vec::new();
-    for (index, sent) in change.items.into_iter().enumerate() {
-        let SentItem {
-            id,
-            price,
-            quantity,
-            deleted,
-        } = sent;
-        let price = match price {
-            Some(price) => Some(recurring_price(
-                store,
-                &price,
-                &format!("items[{index}][price]"),
-            )?),
-            None => None,
-        };
-        edits_resolved.push(ItemEdit {
-            id,
-            price,
-            quantity,
-            deleted,
-        });
-    }
+    let edits_resolved = resolve_item_edits(store, change.items, "items")?;
     let items_change = ItemsChange {
         edits: edits_resolved,
         proration_behavior: change.proration_behavior,
