@@ -10,6 +10,7 @@ use crate::billing::subscription_object::{has_ended, NewSubscription};
 use crate::billing::subscription_start::{start_subscription, StartSpec, StartedBy};
 use crate::cards::card_by_token;
 use crate::error::{ApiError, ApiResult};
+use crate::resources::checkout_sessions::{open_session, NewSession};
 use crate::resources::customers::{add_customer, delete_customer, set_default_card};
 use crate::resources::invoices::pay_invoice;
 use crate::resources::payment_methods::attach_new_card;
@@ -270,27 +271,28 @@ pub fn trigger(store: &mut Store, kind: &str, target: &TriggerFor) -> ApiResult<
                 None => customer_with_card(store, target, "pm_card_visa", &cause)?,
             };
             let (price, _) = recurring_prices(store)?;
-            let id = format!("cs_test_{}", crate::ids::random_token(58));
-            let session = json!({
-                "id": id, "object": "checkout.session", "allow_promotion_codes": null,
-                "amount_subtotal": price["unit_amount"], "amount_total": price["unit_amount"],
-                "cancel_url": null, "client_reference_id": null, "created": store.now(),
-                "currency": price["currency"], "customer": customer, "customer_creation": null,
-                "customer_details": null, "customer_email": null, "expires_at": store.now() + 86_400,
-                "invoice": null, "livemode": false, "locale": null, "metadata": Value::Object(metadata(target)),
-                "mode": "subscription", "payment_intent": null, "payment_method_types": ["card"],
-                "payment_status": "unpaid", "setup_intent": null, "status": "open", "subscription": null,
-                "success_url": null, "ui_mode": "hosted", "url": format!("{}/checkout/{id}", store.base_url),
-            });
-            store.checkout_terms.insert(
-                id.clone(),
+            let session = open_session(
+                store,
+                NewSession {
+                    mode: "subscription",
+                    customer: Some(customer),
+                    customer_details: Value::Null,
+                    customer_email: None,
+                    client_reference_id: None,
+                    success_url: None,
+                    cancel_url: None,
+                    allow_promotion_codes: None,
+                    locale: None,
+                    expires_at: store.now() + 86_400,
+                    metadata: Value::Object(metadata(target)),
+                },
                 CheckoutTerms {
                     items: vec![(price, 1)],
                     trial_period_days: None,
                     subscription_metadata: metadata(target),
                 },
             );
-            store.checkout_sessions.insert(session);
+            let id = session["id"].as_str().unwrap_or_default().to_owned();
             complete_checkout(
                 store,
                 &id,

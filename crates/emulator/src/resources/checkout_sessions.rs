@@ -1,7 +1,7 @@
 //! `/v1/checkout/sessions`: create (subscription, payment and setup modes),
 //! retrieve, list, expire. Paying happens on the session's `url`.
 
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use super::{created_filter, merge_metadata, Call};
 use crate::billing::{customer_param, price_param};
@@ -178,33 +178,84 @@ pub fn create(store: &mut Store, call: &Call<'_>) -> ApiResult<Value> {
             ))
         }
     };
-    let total: i64 = items
+    let session = open_session(
+        store,
+        NewSession {
+            mode: &mode,
+            customer,
+            customer_details: customer_object.map_or(
+                Value::Null,
+                |c| json!({"email": c["email"], "name": c["name"]}),
+            ),
+            customer_email,
+            client_reference_id,
+            success_url,
+            cancel_url,
+            allow_promotion_codes,
+            locale,
+            expires_at,
+            metadata: merge_metadata(&json!({}), metadata),
+        },
+        CheckoutTerms {
+            items,
+            trial_period_days: trial_days,
+            subscription_metadata: merge_metadata(&json!({}), subscription_metadata)
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+        },
+    );
+    Ok(session)
+}
+
+/// What an open Checkout session is made of (its parameters, checked).
+pub struct NewSession<'a> {
+    pub mode: &'a str,
+    pub customer: Option<String>,
+    pub customer_details: Value,
+    pub customer_email: Option<String>,
+    pub client_reference_id: Option<String>,
+    pub success_url: Option<String>,
+    pub cancel_url: Option<String>,
+    pub allow_promotion_codes: Option<bool>,
+    pub locale: Option<String>,
+    pub expires_at: i64,
+    pub metadata: Value,
+}
+
+/// Stores an open session and what it sells (from the API, or a trigger).
+pub fn open_session(store: &mut Store, spec: NewSession<'_>, terms: CheckoutTerms) -> Value {
+    let mode = spec.mode;
+    let total: i64 = terms
+        .items
         .iter()
         .map(|(price, q)| price["unit_amount"].as_i64().unwrap_or_default() * q)
         .sum();
-    let currency = items
+    let currency = terms
+        .items
         .first()
         .map_or(Value::Null, |(price, _)| price["currency"].clone());
+    let no_customer = spec.customer.is_none();
     let id = format!("cs_test_{}", crate::ids::random_token(58));
     let session = json!({
         "id": id,
         "object": "checkout.session",
-        "allow_promotion_codes": allow_promotion_codes,
+        "allow_promotion_codes": spec.allow_promotion_codes,
         "amount_subtotal": if mode == "setup" { Value::Null } else { json!(total) },
         "amount_total": if mode == "setup" { Value::Null } else { json!(total) },
-        "cancel_url": cancel_url,
-        "client_reference_id": client_reference_id,
-        "created": now,
+        "cancel_url": spec.cancel_url,
+        "client_reference_id": spec.client_reference_id,
+        "created": store.now(),
         "currency": currency,
-        "customer": customer,
-        "customer_creation": if customer.is_none() && mode == "payment" { json!("if_required") } else if customer.is_none() { json!("always") } else { Value::Null },
-        "customer_details": customer_object.map(|c| json!({"email": c["email"], "name": c["name"]})),
-        "customer_email": customer_email,
-        "expires_at": expires_at,
+        "customer": spec.customer,
+        "customer_creation": if no_customer && mode == "payment" { json!("if_required") } else if no_customer { json!("always") } else { Value::Null },
+        "customer_details": spec.customer_details,
+        "customer_email": spec.customer_email,
+        "expires_at": spec.expires_at,
         "invoice": null,
         "livemode": false,
-        "locale": locale,
-        "metadata": merge_metadata(&json!({}), metadata),
+        "locale": spec.locale,
+        "metadata": spec.metadata,
         "mode": mode,
         "payment_intent": null,
         "payment_method_types": ["card"],
@@ -212,25 +263,13 @@ pub fn create(store: &mut Store, call: &Call<'_>) -> ApiResult<Value> {
         "setup_intent": null,
         "status": "open",
         "subscription": null,
-        "success_url": success_url,
+        "success_url": spec.success_url,
         "ui_mode": "hosted",
         "url": format!("{}/checkout/{id}", store.base_url),
     });
-    let subscription_metadata: Map<String, Value> =
-        merge_metadata(&json!({}), subscription_metadata)
-            .as_object()
-            .cloned()
-            .unwrap_or_default();
-    store.checkout_terms.insert(
-        id.clone(),
-        CheckoutTerms {
-            items,
-            trial_period_days: trial_days,
-            subscription_metadata,
-        },
-    );
+    store.checkout_terms.insert(id, terms);
     store.checkout_sessions.insert(session.clone());
-    Ok(session)
+    session
 }
 
 pub fn retrieve(store: &mut Store, call: &Call<'_>) -> ApiResult<Value> {
