@@ -154,6 +154,44 @@ for (const kind of DATABASE_KINDS) {
       }
     })
 
+    test('a delivery that fails after the event is recorded still leaves the issue notification to its retry', { skip: !db }, async () => {
+      await seed('u_lost')
+      const evt = event('invoice.payment_action_required', bill('u_lost', 'in_lost', { attempt_count: 1 }), { created: now() - 50 })
+      // The database refuses the one write that says a notification is owed
+      // for this event, as a connection lost at that moment would.
+      const trap = {
+        sqlite: [`CREATE TRIGGER kavach_test_lost_write BEFORE UPDATE ON kavach_stripe_events WHEN NEW.id = '${evt.id}' AND NEW.state = 'notify' BEGIN SELECT RAISE(ABORT, 'test: connection lost'); END`],
+        postgres: [
+          `CREATE OR REPLACE FUNCTION kavach_test_lost_write() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN IF NEW.id = '${evt.id}' AND NEW.state = 'notify' THEN RAISE EXCEPTION 'test: connection lost'; END IF; RETURN NEW; END $$`,
+          'CREATE TRIGGER kavach_test_lost_write BEFORE UPDATE ON kavach_stripe_events FOR EACH ROW EXECUTE FUNCTION kavach_test_lost_write()',
+        ],
+        mysql: [`CREATE TRIGGER kavach_test_lost_write BEFORE UPDATE ON kavach_stripe_events FOR EACH ROW BEGIN IF NEW.id = '${evt.id}' AND NEW.state = 'notify' THEN SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'test: connection lost'; END IF; END`],
+      }[kind]
+      const untrap = { sqlite: 'DROP TRIGGER kavach_test_lost_write', postgres: 'DROP TRIGGER kavach_test_lost_write ON kavach_stripe_events', mysql: 'DROP TRIGGER kavach_test_lost_write' }[kind]
+      const before = notified('u_lost').length
+      for (const sql of trap) await db.query(sql)
+      let failed
+      try {
+        failed = await post(evt)
+      } finally {
+        await db.query(untrap)
+      }
+      assert.equal(failed.status, 500, JSON.stringify(failed.body))
+      assert.equal(notified('u_lost').length, before, 'the first delivery notified nobody')
+      assert.equal((await api.getBillingStatus('u_lost')).paymentIssue.reason, 'requires_action', 'the invoice was stored')
+
+      // Stripe's retry finds the event handled, and the notification still owed.
+      const retried = await deliver(evt)
+      assert.deepEqual(retried, { received: true, duplicate: true, notified: true })
+      assert.equal(notified('u_lost').length, before + 1)
+      assert.equal(notified('u_lost').at(-1).sub.paymentIssue.reason, 'requires_action')
+      // Once delivered, never again.
+      assert.deepEqual(await deliver(evt), { received: true, duplicate: true })
+      assert.equal(notified('u_lost').length, before + 1)
+      const owed = await db.query("SELECT id FROM kavach_stripe_events WHERE state NOT IN ('done', 'ignored')")
+      assert.deepEqual(owed, [], 'nothing is left owed')
+    })
+
     test('invoice events out of order and in one second: a later state never goes back', { skip: !db }, async () => {
       await seed('u_order')
       const t = now() - 100

@@ -15,7 +15,8 @@ use crate::billing::{subscription_view, subscription_view_of, SubscriptionView};
 use crate::config::BillingConfig;
 use crate::error::{BillingError, BillingResult};
 use crate::store::{
-    ApplyOutcome, Claim, EventState, Fetched, Store, SubscriptionChange, SubscriptionWrite,
+    ApplyOutcome, Claim, EventState, Fetched, IssueNotificationClaim, Store, SubscriptionChange,
+    SubscriptionWrite,
 };
 use crate::stripe::{StripeClient, StripeResponse};
 use crate::webhook::EventEnvelope;
@@ -154,7 +155,19 @@ impl EventProcessor<'_> {
                 .await?
             {
                 Claim::Claimed => break,
-                Claim::Finished => return Ok(EventOutcome::Duplicate { notified: false }),
+                Claim::Finished => match self.claim_issue_notification(event).await? {
+                    IssueNotificationClaim::Settled => {
+                        return Ok(EventOutcome::Duplicate { notified: false })
+                    }
+                    IssueNotificationClaim::Owed { ledger_id, user_id } => {
+                        let notified = self.deliver(&ledger_id, &user_id).await?;
+                        return Ok(EventOutcome::Duplicate { notified });
+                    }
+                    IssueNotificationClaim::InProgress if Instant::now() >= waited_until => {
+                        return Err(BillingError::EventInProgress)
+                    }
+                    IssueNotificationClaim::InProgress => tokio::time::sleep(POLL_INTERVAL).await,
+                },
                 Claim::Notify { user_id } => {
                     let notified = self.deliver(&event.id, &user_id).await?;
                     return Ok(EventOutcome::Duplicate { notified });
@@ -176,11 +189,33 @@ impl EventProcessor<'_> {
             },
             Err(error) => {
                 // Nothing was recorded as handled: Stripe's retry does it all
-                // again. (If even this fails, the lease expires.)
+                // again. (If even this fails, the lease expires.) A payment
+                // issue notification recorded meanwhile is the retry's too.
                 let _ = self.store.release_event(&event.id).await;
+                if self.owes_issue_notifications(event) {
+                    let _ = self.store.release_issue_notification(&event.id).await;
+                }
                 Err(error)
             }
         }
+    }
+
+    fn owes_issue_notifications(&self, event: &EventEnvelope) -> bool {
+        self.listener.is_some() && INVOICE_EVENT_TYPES.contains(&event.event_type.as_str())
+    }
+
+    /// For a finished invoice event: the payment issue notification its
+    /// handling recorded, if a failed delivery left it owed.
+    async fn claim_issue_notification(
+        &self,
+        event: &EventEnvelope,
+    ) -> BillingResult<IssueNotificationClaim> {
+        if !self.owes_issue_notifications(event) {
+            return Ok(IssueNotificationClaim::Settled);
+        }
+        self.store
+            .claim_issue_notification(&event.id, now_secs(), LEASE_SECS)
+            .await
     }
 
     /// Calls `onSubscriptionChange` with the user's projection as it is now,

@@ -25,6 +25,18 @@ fn issue_marker_id(event_id: &str) -> String {
     format!("kavach_issue_{}", crate::stripe::hex(&digest[..16]))
 }
 
+/// The notification an invoice event recorded, seen by a later delivery of
+/// that event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IssueNotificationClaim {
+    /// Nothing is owed (none was recorded, or it was delivered).
+    Settled,
+    /// Still owed, and this delivery now holds its lease.
+    Owed { ledger_id: String, user_id: String },
+    /// Still owed, and another delivery holds its lease.
+    InProgress,
+}
+
 fn issue_from_row<R: Row>(row: &R) -> Result<PaymentIssue, sqlx::Error>
 where
     usize: sqlx::ColumnIndex<R>,
@@ -65,6 +77,58 @@ impl Store {
                 .transpose()?
         });
         Ok(issue)
+    }
+
+    /// Takes over the notification an earlier delivery of `event_id`
+    /// recorded and did not deliver. It is committed with the invoice, while
+    /// the event itself is finished afterwards: a delivery that failed in
+    /// between leaves the event finished and this row the only trace of what
+    /// is owed.
+    pub async fn claim_issue_notification(
+        &self,
+        event_id: &str,
+        now: i64,
+        lease_secs: i64,
+    ) -> BillingResult<IssueNotificationClaim> {
+        let ledger_id = issue_marker_id(event_id);
+        let row: Option<(String, i64, Option<String>)> = dispatch!(self, pool => {
+            sqlx::query(self.sql.read_event)
+                .bind(&ledger_id)
+                .fetch_optional(pool)
+                .await?
+                .map(|row| -> Result<_, sqlx::Error> { Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?)) })
+                .transpose()?
+        });
+        let Some(("notify", lease_until, Some(user_id))) = row
+            .as_ref()
+            .map(|(state, lease, user)| (state.as_str(), *lease, user.clone()))
+        else {
+            return Ok(IssueNotificationClaim::Settled);
+        };
+        if lease_until >= now {
+            return Ok(IssueNotificationClaim::InProgress);
+        }
+        let taken = dispatch!(self, pool => {
+            sqlx::query(self.sql.take_over_event)
+                .bind(now + lease_secs)
+                .bind(&ledger_id)
+                .bind("notify")
+                .bind(now)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        Ok(if taken > 0 {
+            IssueNotificationClaim::Owed { ledger_id, user_id }
+        } else {
+            IssueNotificationClaim::InProgress
+        })
+    }
+
+    /// After a failed delivery of `event_id`: the notification it recorded
+    /// may be taken over at once by the retry.
+    pub async fn release_issue_notification(&self, event_id: &str) -> BillingResult<()> {
+        self.release_notification(&issue_marker_id(event_id)).await
     }
 
     /// Stores an invoice event's invoice unless a later state of it is

@@ -62,7 +62,7 @@ mod subscriptions;
 mod trials;
 
 pub use event_deliveries::DeliveryClaim;
-pub use invoices::InvoiceApplied;
+pub use invoices::{InvoiceApplied, IssueNotificationClaim};
 pub use ledger::{Claim, EventState};
 pub use subscriptions::{
     ApplyOutcome, Fetched, SubscriptionChange, SubscriptionRecord, SubscriptionWrite,
