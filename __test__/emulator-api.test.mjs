@@ -215,9 +215,16 @@ describe('the emulator through the official stripe package', () => {
     assert.equal(paidOnce.payment_status, 'paid')
     assert.equal(paidOnce.subscription, null)
 
-    const setup = await stripe.checkout.sessions.create({ mode: 'setup', customer: customer.id, success_url: 'https://app.example/saved' })
+    // Stripe's own setup-mode example passes the currency.
+    const setup = await stripe.checkout.sessions.create({ mode: 'setup', customer: customer.id, currency: 'USD', success_url: 'https://app.example/saved' })
+    assert.equal(setup.currency, 'usd')
     assert.equal((await pay(setup.url, { card_number: '4242424242424242' })).status, 303)
     assert.equal((await stripe.checkout.sessions.retrieve(setup.id)).status, 'complete')
+    await assert.rejects(
+      stripe.checkout.sessions.create({ mode: 'subscription', customer: customer.id, currency: 'eur', line_items: [{ price: 'price_basic_monthly' }], success_url: 'https://app.example/x' }),
+      (e) => e.type === 'StripeInvalidRequestError' && e.param === 'currency' && /price_basic_monthly/.test(e.message),
+    )
+    await assert.rejects(stripe.checkout.sessions.create({ mode: 'setup', customer: customer.id, currency: 'dollars', success_url: 'https://app.example/x' }), (e) => e.param === 'currency')
 
     const declined = await stripe.checkout.sessions.create({ mode: 'subscription', customer: customer.id, line_items: [{ price: 'price_basic_monthly' }], success_url: 'https://app.example/x' })
     const refused = await pay(declined.url, { card_number: '4000000000000002' })

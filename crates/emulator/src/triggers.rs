@@ -278,6 +278,7 @@ pub fn trigger(store: &mut Store, kind: &str, target: &TriggerFor) -> ApiResult<
                     customer: Some(customer),
                     customer_details: Value::Null,
                     customer_email: None,
+                    currency: None,
                     client_reference_id: None,
                     success_url: None,
                     cancel_url: None,

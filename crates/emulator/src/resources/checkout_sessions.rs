@@ -15,7 +15,6 @@ const NOT_EMULATED: &[&str] = &[
     "automatic_tax",
     "billing_address_collection",
     "consent_collection",
-    "currency",
     "custom_fields",
     "custom_text",
     "customer_creation",
@@ -77,6 +76,7 @@ pub fn create(store: &mut Store, call: &Call<'_>) -> ApiResult<Value> {
     let locale = p.str("locale")?;
     let expires_at = p.int("expires_at")?;
     let method_types = p.strings("payment_method_types")?;
+    let currency = p.str("currency")?.filter(|s| !s.is_empty());
     let mut entries = Vec::new();
     for entry in p.list("line_items") {
         let price = p.str(&format!("{entry}[price]"))?.filter(|s| !s.is_empty());
@@ -141,6 +141,28 @@ pub fn create(store: &mut Store, call: &Call<'_>) -> ApiResult<Value> {
         }
         items.push((price, quantity));
     }
+    if let Some(currency) = &currency {
+        // Stripe takes it in lowercase or upper and answers in lowercase.
+        let lower = currency.to_ascii_lowercase();
+        if lower.len() != 3 || !lower.bytes().all(|b| b.is_ascii_lowercase()) {
+            return Err(ApiError::invalid_value(
+                "currency",
+                format!("Invalid currency: {currency}."),
+            ));
+        }
+        if let Some((price, _)) = items
+            .iter()
+            .find(|(price, _)| price["currency"] != lower.as_str())
+        {
+            return Err(ApiError::invalid_request(
+                format!(
+                    "The price `{}` does not support the currency `{lower}`; every line item must be in the session's currency.",
+                    price["id"].as_str().unwrap_or_default()
+                ),
+                Some("currency".into()),
+            ));
+        }
+    }
     match mode.as_str() {
         "setup" if !items.is_empty() => {
             return Err(ApiError::invalid_request(
@@ -188,6 +210,7 @@ pub fn create(store: &mut Store, call: &Call<'_>) -> ApiResult<Value> {
                 |c| json!({"email": c["email"], "name": c["name"]}),
             ),
             customer_email,
+            currency: currency.map(|c| c.to_ascii_lowercase()),
             client_reference_id,
             success_url,
             cancel_url,
@@ -214,6 +237,8 @@ pub struct NewSession<'a> {
     pub customer: Option<String>,
     pub customer_details: Value,
     pub customer_email: Option<String>,
+    /// The session's currency where no line item gives one (setup mode).
+    pub currency: Option<String>,
     pub client_reference_id: Option<String>,
     pub success_url: Option<String>,
     pub cancel_url: Option<String>,
@@ -231,10 +256,10 @@ pub fn open_session(store: &mut Store, spec: NewSession<'_>, terms: CheckoutTerm
         .iter()
         .map(|(price, q)| price["unit_amount"].as_i64().unwrap_or_default() * q)
         .sum();
-    let currency = terms
-        .items
-        .first()
-        .map_or(Value::Null, |(price, _)| price["currency"].clone());
+    let currency = terms.items.first().map_or_else(
+        || json!(spec.currency),
+        |(price, _)| price["currency"].clone(),
+    );
     let no_customer = spec.customer.is_none();
     let id = format!("cs_test_{}", crate::ids::random_token(58));
     let session = json!({
