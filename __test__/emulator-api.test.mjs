@@ -259,6 +259,11 @@ describe('the emulator through the official stripe package', () => {
   test('subscriptions: create, retrieve, list with status=all, change items, schedule and undo a cancel, cancel', async () => {
     const customer = await stripe.customers.create({ email: 'subs@example.com', payment_method: 'pm_card_visa', invoice_settings: { default_payment_method: 'pm_card_visa' } })
     assert.match(customer.invoice_settings.default_payment_method, /^pm_/)
+    const cards = await stripe.customers.listPaymentMethods(customer.id, { type: 'card' })
+    assert.deepEqual(cards.data.map((m) => [m.id, m.customer, m.card.last4]), [[customer.invoice_settings.default_payment_method, customer.id, '4242']])
+    assert.deepEqual((await stripe.paymentMethods.list({ customer: customer.id })).data.map((m) => m.id), [customer.invoice_settings.default_payment_method])
+    assert.deepEqual((await stripe.paymentMethods.list({ customer: customer.id, type: 'sepa_debit' })).data, [], 'only cards exist here')
+    await assert.rejects(stripe.customers.listPaymentMethods('cus_none'), (e) => e.code === 'resource_missing')
     const sub = await stripe.subscriptions.create({ customer: customer.id, items: [{ price: 'price_basic_monthly' }], metadata: { userId: 'u_s' }, expand: ['latest_invoice'] })
     assert.equal(sub.status, 'active')
     assert.equal(sub.latest_invoice.status, 'paid')

@@ -52,6 +52,8 @@ fn route(method: &str, path: &str) -> Option<(Handler, Option<String>)> {
         ("POST", ["prices"]) => (prices::create, None),
         ("GET", ["prices", p]) => (prices::retrieve, id(p)),
         ("POST", ["prices", p]) => (prices::update, id(p)),
+        ("GET", ["customers", c, "payment_methods"]) => (payment_methods::list_for_customer, id(c)),
+        ("GET", ["payment_methods"]) => (payment_methods::list, None),
         ("GET", ["payment_methods", p]) => (payment_methods::retrieve, id(p)),
         ("POST", ["payment_methods", p, "attach"]) => (payment_methods::attach, id(p)),
         ("GET", ["checkout", "sessions"]) => (checkout_sessions::list, None),

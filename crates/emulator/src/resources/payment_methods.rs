@@ -1,12 +1,13 @@
 //! Payment methods: Stripe's test tokens (`pm_card_visa`...) become cards
 //! attached to a customer. `GET /v1/payment_methods/:id`,
-//! `POST /v1/payment_methods/:id/attach`.
+//! `POST /v1/payment_methods/:id/attach`, and lists of a customer's cards.
 
 use serde_json::{json, Value};
 
 use super::Call;
 use crate::cards::{card_by_token, new_payment_method, TestCard};
 use crate::error::{ApiError, ApiResult};
+use crate::list::Page;
 use crate::store::{Cause, Store};
 
 /// The id of a usable payment method for `customer`: a test token makes a
@@ -91,4 +92,35 @@ pub fn check_attachable(store: &Store, id_or_token: &str, param: &str) -> ApiRes
         None if store.payment_methods.get(id_or_token).is_some() => Ok(()),
         None => Err(ApiError::no_such_param("PaymentMethod", id_or_token, param)),
     }
+}
+
+/// `GET /v1/payment_methods?customer=...`: the cards attached to a customer
+/// (every card without one), newest first.
+pub fn list(store: &mut Store, call: &Call<'_>) -> ApiResult<Value> {
+    let customer = call.params.str("customer")?.filter(|s| !s.is_empty());
+    list_cards(store, call, customer)
+}
+
+/// `GET /v1/customers/:id/payment_methods`.
+pub fn list_for_customer(store: &mut Store, call: &Call<'_>) -> ApiResult<Value> {
+    list_cards(store, call, Some(call.id().to_owned()))
+}
+
+fn list_cards(store: &Store, call: &Call<'_>, customer: Option<String>) -> ApiResult<Value> {
+    let p = call.params;
+    let kind = p.str("type")?;
+    let page = Page::read(p)?;
+    p.finish(&["allow_redisplay", "customer_account"])?;
+    if let Some(customer) = &customer {
+        crate::billing::customer_param(store, customer, "customer")?;
+    }
+    // Every payment method here is a card: another type lists nothing.
+    let matching: Vec<Value> = store
+        .payment_methods
+        .newest_first()
+        .filter(|m| kind.as_deref().is_none_or(|k| m["type"] == k))
+        .filter(|m| customer.as_deref().is_none_or(|c| m["customer"] == c))
+        .cloned()
+        .collect();
+    page.list(matching, "payment_method", call.path)
 }
