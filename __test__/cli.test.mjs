@@ -101,6 +101,12 @@ describe('kavachos-stripe', () => {
     assert.ok(done.json.events.some((e) => e.type === 'customer.subscription.created'))
     const event = await sdk.events.retrieve(done.json.events.find((e) => e.type === 'customer.subscription.created').id)
     assert.equal(event.data.object.metadata.kavach_user_id, 'u_cli')
+    // A second trigger for the same user builds on the same customer.
+    const again = await run(['trigger', 'invoice.payment_failed', '--user', 'u_cli', '--emulator', emulator.apiBase, '--json'])
+    assert.equal(again.code, 0, again.stderr + again.stdout)
+    assert.ok(!again.json.events.some((e) => e.type === 'customer.created'), 'no second customer')
+    const failedAgain = await sdk.events.retrieve(again.json.events.find((e) => e.type === 'invoice.payment_failed').id)
+    assert.equal(failedAgain.data.object.customer, event.data.object.customer)
     assert.equal((await run(['trigger', 'charge.refunded', '--user', 'u', '--emulator', emulator.apiBase])).code, 2)
     assert.equal((await run(['trigger', 'invoice.paid', '--emulator', emulator.apiBase])).code, 2)
     assert.equal((await run(['trigger', 'invoice.paid', '--user', 'u', '--emulator', 'http://127.0.0.1:9'])).code, 4)

@@ -197,14 +197,38 @@ async function triggerCommand({ values, positionals, json, config }) {
   }
   let answer
   try {
+    // Without a database, the user's customer is the newest one an earlier
+    // trigger tagged, so repeated triggers build on one customer.
+    if (!form.has('customer')) {
+      const tagged = await taggedCustomer(base, values.user)
+      if (tagged) form.set('customer', tagged)
+    }
     answer = await fetch(`${base}/_emulator/trigger`, { method: 'POST', body: form, headers: { accept: 'application/json' } })
   } catch (error) {
+    if (error instanceof CliError) throw error
     throw new CliError(EXIT.unreachable, `no emulator at ${base} (${error.cause?.code ?? error.message}); start one with kavachos-stripe emulator`)
   }
   const body = await answer.json().catch(() => null)
   if (!answer.ok || !body) throw new CliError(EXIT.failed, body?.error?.message ?? `the emulator at ${base} answered ${answer.status}`)
   print(json, body, `Triggered ${event} for ${values.user}: ${body.events.map((e) => `${e.type} ${e.id}`).join(', ')}`)
   return EXIT.ok
+}
+
+/** The newest emulator customer tagged `kavach_user_id=<userId>`, if any. */
+async function taggedCustomer(base, userId) {
+  let startingAfter = null
+  for (;;) {
+    const url = new URL(`${base}/v1/customers`)
+    url.searchParams.set('limit', '100')
+    if (startingAfter) url.searchParams.set('starting_after', startingAfter)
+    const answer = await fetch(url, { headers: { authorization: 'Bearer sk_test_kavachos_cli' } })
+    const page = await answer.json().catch(() => null)
+    if (!answer.ok || !Array.isArray(page?.data)) throw new CliError(EXIT.failed, page?.error?.message ?? `the emulator at ${base} answered ${answer.status} to a customer list`)
+    const found = page.data.find((customer) => customer.metadata?.kavach_user_id === userId)
+    if (found) return found.id
+    if (!page.has_more || page.data.length === 0) return null
+    startingAfter = page.data.at(-1).id
+  }
 }
 
 async function migrateCommand({ values, json, config }) {
