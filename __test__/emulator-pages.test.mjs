@@ -78,6 +78,18 @@ describe('hosted Checkout with each test card', () => {
     assert.equal(renewed.status, 'active')
   })
 
+  test('with a trial nothing is charged, yet 3155 and 3184 authenticate the card they save', async () => {
+    for (const card of ['4000002500003155', '4000002760003184']) {
+      const s = await session({ trial: 7 })
+      const step = await submit(s.url, { card_number: card })
+      assert.equal(step.status, 200, card)
+      assert.match(await step.text(), /Authenticate/)
+      assert.equal((await sdk.checkout.sessions.retrieve(s.id)).status, 'open')
+      assert.equal((await submit(s.url, { card_number: card, authenticated: 'true' })).status, 303)
+      assert.equal((await paidSubscription(s.id)).status, 'trialing')
+    }
+  })
+
   test('4000 0027 6000 3184 asks every time: the renewal emits invoice.payment_action_required', async () => {
     const s = await session()
     assert.equal((await submit(s.url, { card_number: '4000002760003184' })).status, 200)
@@ -169,6 +181,13 @@ for (const billingMode of ['classic', 'flexible']) {
       const withCard = await sdk.customers.retrieve(customer.id)
       assert.equal((await sdk.paymentMethods.retrieve(withCard.invoice_settings.default_payment_method)).card.last4, '4242')
       assert.match(await (await fetch(portal.url)).text(), /Visa ending 4242/)
+      // A card that wants 3-D Secure on setup is authenticated first.
+      const step = await submit(`${portal.url}?action=card`, { card_number: '4000002500003155' })
+      assert.equal(step.status, 200)
+      assert.match(await step.text(), /Authenticate/)
+      assert.equal((await sdk.customers.retrieve(customer.id)).invoice_settings.default_payment_method, withCard.invoice_settings.default_payment_method, 'not saved before authentication')
+      assert.equal((await submit(`${portal.url}?action=card`, { card_number: '4000002500003155', authenticated: 'true' })).status, 303)
+      assert.match(await (await fetch(portal.url)).text(), /Visa ending 3155/)
 
       assert.equal((await act({ action: 'cancel' })).status, 303)
       scheduled = await sdk.subscriptions.retrieve(sub.id)

@@ -128,6 +128,20 @@ fn declined(code: &str) -> ApiError {
     ApiError::card_declined(code, message)
 }
 
+/// Saving a card with the customer on a page and nothing charged now (a
+/// trial, setup mode): Stripe authenticates the setup for the cards that
+/// want it on setup or always.
+pub fn set_up_on_session(behaviour: CardBehaviour, authenticated: bool) -> ChargeOutcome {
+    match behaviour {
+        CardBehaviour::AuthenticateOnSetup | CardBehaviour::AuthenticateAlways
+            if !authenticated =>
+        {
+            ChargeOutcome::RequiresAction
+        }
+        _ => ChargeOutcome::Succeeded,
+    }
+}
+
 /// A charge of `amount` on a card: on-session (the customer is on a page) or
 /// off-session (a renewal, `/pay` from a server).
 pub fn charge(

@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 
 use super::subscription_object::NewSubscription;
 use super::subscription_start::{start_subscription, StartSpec, StartedBy};
-use crate::cards::{card_by_number, charge, new_payment_method, ChargeOutcome};
+use crate::cards::{card_by_number, charge, new_payment_method, set_up_on_session, ChargeOutcome};
 use crate::error::{ApiError, ApiResult};
 use crate::ids::random_token;
 use crate::resources::checkout_sessions::expire_session;
@@ -76,7 +76,12 @@ pub fn complete_checkout(
         "payment" => total,
         _ => 0,
     };
-    match charge(card.behaviour, charged_now, true, entry.authenticated) {
+    let outcome = if charged_now > 0 {
+        charge(card.behaviour, charged_now, true, entry.authenticated)
+    } else {
+        set_up_on_session(card.behaviour, entry.authenticated)
+    };
+    match outcome {
         ChargeOutcome::Succeeded => {}
         ChargeOutcome::Declined(error) => return Err(error),
         ChargeOutcome::RequiresAction => return Ok(CheckoutOutcome::NeedsAuthentication),

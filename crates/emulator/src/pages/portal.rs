@@ -5,9 +5,9 @@
 
 use serde_json::Value;
 
-use super::{card_form, date, escape, field, form_fields, money, Page};
+use super::{authentication_step, card_form, date, escape, field, form_fields, money, Page};
 use crate::billing::subscription_object::{current_period, has_ended};
-use crate::cards::card_by_number;
+use crate::cards::{card_by_number, set_up_on_session, ChargeOutcome};
 use crate::error::{ApiError, ApiResult};
 use crate::resources::customers::set_default_card;
 use crate::resources::payment_methods::attach_new_card;
@@ -166,20 +166,31 @@ fn render(store: &Store, session: &Value, error: Option<&str>, status: u16) -> P
     )
 }
 
+/// What a portal action needs next.
+enum Acted {
+    Done,
+    /// The new card wants 3-D Secure on setup: the step, then the post again.
+    NeedsAuthentication,
+}
+
 /// One portal action on one of the customer's subscriptions (or the card).
 fn act(
     store: &mut Store,
     customer: &str,
     action: &str,
     fields: &[(String, String)],
-) -> ApiResult<()> {
+) -> ApiResult<Acted> {
     let cause = Cause::default();
     if action == "card" {
         let card = card_by_number(field(fields, "card_number").unwrap_or_default())?;
         crate::cards::new_payment_method(card, None, 0)?;
+        let authenticated = field(fields, "authenticated") == Some("true");
+        if let ChargeOutcome::RequiresAction = set_up_on_session(card.behaviour, authenticated) {
+            return Ok(Acted::NeedsAuthentication);
+        }
         let pm = attach_new_card(store, card, customer, &cause)?;
         set_default_card(store, customer, &pm, &cause);
-        return Ok(());
+        return Ok(Acted::Done);
     }
     let id = field(fields, "subscription").unwrap_or_default().to_owned();
     let sub = store
@@ -216,7 +227,7 @@ fn act(
             ))
         }
     }
-    change_subscription(store, &id, change, &cause).map(|_| ())
+    change_subscription(store, &id, change, &cause).map(|_| Acted::Done)
 }
 
 /// `GET|POST /portal/:id`.
@@ -232,7 +243,17 @@ pub fn page(store: &mut Store, id: &str, method: &str, query: &str, body: &str) 
     let customer = session["customer"].as_str().unwrap_or_default().to_owned();
     let action = field(&fields, "action").unwrap_or_default().to_owned();
     match act(store, &customer, &action, &fields) {
-        Ok(()) => Page::redirect(format!("/portal/{id}")),
+        Ok(Acted::Done) => Page::redirect(format!("/portal/{id}")),
+        Ok(Acted::NeedsAuthentication) => Page::html(
+            200,
+            "Authenticate",
+            authentication_step(
+                &format!("/portal/{id}?action=card"),
+                field(&fields, "card_number").unwrap_or_default(),
+                None,
+                &format!("/portal/{id}"),
+            ),
+        ),
         Err(error) => render(store, &session, Some(&error.message), error.status),
     }
 }
