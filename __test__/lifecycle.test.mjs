@@ -226,6 +226,40 @@ for (const kind of DATABASE_KINDS) {
       assert.equal(notified('u_owed').length, before + 1, 'delivered once')
     })
 
+    test('a database error after the callback fails the call; the next sync delivers the notification at once', { skip: !db }, async () => {
+      await seed('u_lostack')
+      const before = notified('u_lostack').length
+      // The database refuses the write that marks this user's notification
+      // delivered, as a connection lost at that moment would.
+      const trap = {
+        sqlite: ["CREATE TRIGGER kavach_test_lost_ack BEFORE UPDATE ON kavach_stripe_events WHEN OLD.notify_user_id = 'u_lostack' AND NEW.state = 'done' BEGIN SELECT RAISE(ABORT, 'test: connection lost'); END"],
+        postgres: [
+          "CREATE OR REPLACE FUNCTION kavach_test_lost_ack() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN IF OLD.notify_user_id = 'u_lostack' AND NEW.state = 'done' THEN RAISE EXCEPTION 'test: connection lost'; END IF; RETURN NEW; END $$",
+          'CREATE TRIGGER kavach_test_lost_ack BEFORE UPDATE ON kavach_stripe_events FOR EACH ROW EXECUTE FUNCTION kavach_test_lost_ack()',
+        ],
+        mysql: ["CREATE TRIGGER kavach_test_lost_ack BEFORE UPDATE ON kavach_stripe_events FOR EACH ROW BEGIN IF OLD.notify_user_id = 'u_lostack' AND NEW.state = 'done' THEN SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'test: connection lost'; END IF; END"],
+      }[kind]
+      const untrap = { sqlite: 'DROP TRIGGER kavach_test_lost_ack', postgres: 'DROP TRIGGER kavach_test_lost_ack ON kavach_stripe_events', mysql: 'DROP TRIGGER kavach_test_lost_ack' }[kind]
+      for (const sql of trap) await db.query(sql)
+      try {
+        await assert.rejects(api.changePlan('u_lostack', { plan: 'pro' }), { code: 'database_error' })
+      } finally {
+        await db.query(untrap)
+      }
+      assert.equal((await api.getSubscription('u_lostack')).priceId, 'price_pro_m', 'the change stays stored')
+      const owed = "SELECT id FROM kavach_stripe_events WHERE notify_user_id = 'u_lostack' AND state = 'notify'"
+      assert.equal((await db.query(owed)).length, 1, 'still owed: the callback may not have seen it')
+      // No redelivery comes back for an app call: the next sync delivers it,
+      // without waiting for the failed call's lease to run out.
+      await api.syncSubscription('u_lostack')
+      assert.deepEqual(await db.query(owed), [])
+      assert.equal(notified('u_lostack').at(-1).sub.priceId, 'price_pro_m')
+      const count = notified('u_lostack').length
+      assert.ok(count > before, 'notified')
+      await api.syncSubscription('u_lostack')
+      assert.equal(notified('u_lostack').length, count, 'not again')
+    })
+
     test('the endpoints: change plan, preview, cancel, resume, sync by checkout session', { skip: !db }, async () => {
       await seed('u_http')
       let res = await request('change-plan', { user: 'u_http', body: { plan: 'pro', preview: true } })

@@ -220,7 +220,8 @@ impl BillingService {
         let applied = match self.store.apply_subscription(&write).await {
             Ok(outcome) => outcome,
             Err(error) => {
-                // Nothing was stored: the claim must not stay behind.
+                // Nothing was stored, or the commit's answer was lost: the
+                // claim must not stay behind, nor hold an owed notification.
                 self.release_claim(&ledger_id).await;
                 return Err(error);
             }
@@ -229,7 +230,13 @@ impl BillingService {
             ApplyOutcome::Applied {
                 changed_user: Some(changed),
             } if self.listener.is_some() => {
-                self.processor().deliver(&ledger_id, &changed).await?;
+                if let Err(error) = self.processor().deliver(&ledger_id, &changed).await {
+                    // The notification stays owed; the user's next call or
+                    // sync delivers it, which it may only once the lease is
+                    // given up (a throwing callback has given it up already).
+                    self.release_claim(&ledger_id).await;
+                    return Err(error);
+                }
                 Ok(Some(changed))
             }
             ApplyOutcome::Applied { changed_user } => Ok(changed_user),
@@ -239,13 +246,19 @@ impl BillingService {
         }
     }
 
-    /// Releases an app call's claim. Unlike a webhook's, no redelivery
-    /// comes back to take it over, so a lost connection is retried (six
+    /// Releases an app call's ledger row after a failure: a claim still
+    /// `processing` is deleted, and a notification it owes gives up its
+    /// lease. Unlike a webhook's, no redelivery comes back to take either
+    /// over once its lease expires, so a lost connection is retried (six
     /// attempts over about 5 s, as migrations do) rather than leaving the row
-    /// `processing`.
+    /// `processing`, or owed yet out of reach of the user's next call.
     async fn release_claim(&self, ledger_id: &str) {
         for attempt in 1..=6u64 {
-            if self.store.release_event(ledger_id).await.is_ok() {
+            let released = match self.store.release_event(ledger_id).await {
+                Ok(()) => self.store.release_notification(ledger_id).await,
+                Err(error) => Err(error),
+            };
+            if released.is_ok() {
                 return;
             }
             tokio::time::sleep(std::time::Duration::from_millis(250 * attempt)).await;
