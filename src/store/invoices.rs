@@ -3,7 +3,7 @@
 
 use sqlx::Row;
 
-use super::{BeginWrite, DbPool, Store};
+use super::{BeginWrite, Claim, DbPool, Store};
 use crate::error::BillingResult;
 use crate::events::{decide_invoice, invoice_rank, InvoiceOrdering, InvoiceSnapshot, PaymentIssue};
 
@@ -91,38 +91,16 @@ impl Store {
         lease_secs: i64,
     ) -> BillingResult<IssueNotificationClaim> {
         let ledger_id = issue_marker_id(event_id);
-        let row: Option<(String, i64, Option<String>)> = dispatch!(self, pool => {
-            sqlx::query(self.sql.read_event)
-                .bind(&ledger_id)
-                .fetch_optional(pool)
-                .await?
-                .map(|row| -> Result<_, sqlx::Error> { Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?)) })
-                .transpose()?
-        });
-        let Some(("notify", lease_until, Some(user_id))) = row
-            .as_ref()
-            .map(|(state, lease, user)| (state.as_str(), *lease, user.clone()))
-        else {
-            return Ok(IssueNotificationClaim::Settled);
-        };
-        if lease_until >= now {
-            return Ok(IssueNotificationClaim::InProgress);
-        }
-        let taken = dispatch!(self, pool => {
-            sqlx::query(self.sql.take_over_event)
-                .bind(now + lease_secs)
-                .bind(&ledger_id)
-                .bind("notify")
-                .bind(now)
-                .execute(pool)
-                .await?
-                .rows_affected()
-        });
-        Ok(if taken > 0 {
-            IssueNotificationClaim::Owed { ledger_id, user_id }
-        } else {
-            IssueNotificationClaim::InProgress
-        })
+        Ok(
+            match self.take_over_claim(&ledger_id, now, lease_secs).await? {
+                Some(Claim::Notify { user_id }) => {
+                    IssueNotificationClaim::Owed { ledger_id, user_id }
+                }
+                Some(Claim::InProgress) => IssueNotificationClaim::InProgress,
+                // A marker is written owed and only ever becomes done.
+                None | Some(Claim::Finished | Claim::Claimed) => IssueNotificationClaim::Settled,
+            },
+        )
     }
 
     /// After a failed delivery of `event_id`: the notification it recorded

@@ -64,6 +64,22 @@ impl Store {
         if inserted > 0 {
             return Ok(Claim::Claimed);
         }
+        // No row: released between our insert and read; the caller tries again.
+        Ok(self
+            .take_over_claim(id, now, lease_secs)
+            .await?
+            .unwrap_or(Claim::InProgress))
+    }
+
+    /// What a delivery may do with the existing ledger row `id` (`None`
+    /// when there is none): a `processing` or `notify` row whose lease
+    /// expired is taken over with a new lease.
+    pub(super) async fn take_over_claim(
+        &self,
+        id: &str,
+        now: i64,
+        lease_secs: i64,
+    ) -> BillingResult<Option<Claim>> {
         let row: Option<(String, i64, Option<String>)> = dispatch!(self, pool => {
             sqlx::query(self.sql.read_event)
                 .bind(id)
@@ -73,8 +89,7 @@ impl Store {
                 .transpose()?
         });
         let Some((state, lease_until, notify_user)) = row else {
-            // Released between our insert and read: the caller tries again.
-            return Ok(Claim::InProgress);
+            return Ok(None);
         };
         // `processing` and `notify` rows carry a lease held by the delivery
         // working on them; only an expired lease may be taken over, so a
@@ -82,10 +97,10 @@ impl Store {
         let claim = match (state.as_str(), notify_user) {
             ("processing", _) => Claim::Claimed,
             ("notify", Some(user_id)) => Claim::Notify { user_id },
-            _ => return Ok(Claim::Finished),
+            _ => return Ok(Some(Claim::Finished)),
         };
         if lease_until >= now {
-            return Ok(Claim::InProgress);
+            return Ok(Some(Claim::InProgress));
         }
         let taken = dispatch!(self, pool => {
             sqlx::query(self.sql.take_over_event)
@@ -97,7 +112,7 @@ impl Store {
                 .await?
                 .rows_affected()
         });
-        Ok(if taken > 0 { claim } else { Claim::InProgress })
+        Ok(Some(if taken > 0 { claim } else { Claim::InProgress }))
     }
 
     /// Records the outcome of a claimed event handled outside a subscription
